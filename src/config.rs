@@ -1,0 +1,342 @@
+//! Pipeline settings: the TOML file under `config/`, parsed with unknown fields refused, then
+//! validated before anything uses it. Runtime choices (which file to analyse, output format,
+//! listen address) are command-line flags, not config; see `cli`.
+//!
+//! Every field has a default, so an empty file is a valid config; `config/callguard.toml`
+//! spells the defaults out with their documentation and a test keeps the two in step.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::audio::Leg;
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// The whole pipeline configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub audio: AudioConfig,
+    pub segment: SegmentConfig,
+    pub asr: AsrConfig,
+}
+
+/// How recordings map onto call legs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioConfig {
+    /// The leg carried by channel 0 and channel 1 of a stereo recording. The QA convention
+    /// (Amazon Connect, FreeSWITCH RECORD_STEREO) is the customer left, the agent right.
+    pub stereo_legs: [Leg; 2],
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        Self {
+            stereo_legs: [Leg::Customer, Leg::Agent],
+        }
+    }
+}
+
+/// Voice-activity segmentation: how speech is cut into utterances for Whisper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegmentConfig {
+    /// A frame is speech when its level is this many dB above the leg's tracked noise floor.
+    pub threshold_db: f32,
+    /// Frames quieter than this (dBFS) are never speech, however quiet the line is.
+    pub min_level_dbfs: f32,
+    /// Speech must last this long (ms) to open an utterance; shorter blips are clicks.
+    pub min_speech_ms: u32,
+    /// Silence (ms) that closes an utterance; shorter pauses stay inside it.
+    pub hangover_ms: u32,
+    /// Audio (ms) kept before the detected onset so first consonants are not clipped.
+    pub preroll_ms: u32,
+    /// An utterance longer than this (ms) is cut, at the quietest recent frame.
+    pub max_utterance_ms: u32,
+}
+
+impl Default for SegmentConfig {
+    fn default() -> Self {
+        Self {
+            threshold_db: 9.0,
+            min_level_dbfs: -55.0,
+            min_speech_ms: 200,
+            hangover_ms: 600,
+            preroll_ms: 250,
+            max_utterance_ms: 15_000,
+        }
+    }
+}
+
+/// Language choice for transcription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LanguageSetting {
+    En,
+    Zh,
+    /// Detect once per leg, among `asr.detect_languages`, then keep it.
+    Auto,
+}
+
+impl LanguageSetting {
+    pub fn code(self) -> Option<&'static str> {
+        match self {
+            LanguageSetting::En => Some("en"),
+            LanguageSetting::Zh => Some("zh"),
+            LanguageSetting::Auto => None,
+        }
+    }
+}
+
+impl std::str::FromStr for LanguageSetting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "en" => Ok(Self::En),
+            "zh" => Ok(Self::Zh),
+            "auto" => Ok(Self::Auto),
+            other => Err(format!("unknown language {other:?}: use en, zh or auto")),
+        }
+    }
+}
+
+/// Whisper transcription settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AsrConfig {
+    /// The ggml model file; relative paths are relative to the working directory.
+    pub model: PathBuf,
+    /// `en`, `zh` or `auto`.
+    pub language: LanguageSetting,
+    /// With `auto`, the languages detection may choose from (Whisper codes).
+    pub detect_languages: Vec<String>,
+    /// With `auto`, the shortest utterance (ms) whose detected language is kept for the leg.
+    pub detect_min_ms: u32,
+    /// Transcription worker threads, each with its own Whisper state; 0 = number of cores.
+    pub workers: usize,
+    /// CPU threads each worker gives whisper.cpp; 0 = cores divided among the workers.
+    pub threads_per_worker: usize,
+    /// Segments whose no-speech probability exceeds this are dropped as noise.
+    pub no_speech_threshold: f32,
+    /// Prompt given with Chinese so that Whisper writes simplified characters.
+    pub zh_prompt: String,
+    /// Phrases Whisper invents on noise; a segment that is only one of these is dropped.
+    /// Matched case-insensitively, ignoring punctuation and spaces.
+    pub phantom_phrases: Vec<String>,
+}
+
+impl Default for AsrConfig {
+    fn default() -> Self {
+        Self {
+            model: PathBuf::from("models/ggml-base.bin"),
+            language: LanguageSetting::Auto,
+            detect_languages: vec!["en".into(), "zh".into()],
+            detect_min_ms: 1500,
+            workers: 0,
+            threads_per_worker: 0,
+            no_speech_threshold: 0.6,
+            zh_prompt: "以下是普通话的句子，使用简体中文。".into(),
+            phantom_phrases: default_phantom_phrases(),
+        }
+    }
+}
+
+fn default_phantom_phrases() -> Vec<String> {
+    [
+        "Thanks for watching",
+        "Thank you for watching",
+        "Thanks for watching and see you next time",
+        "Please subscribe",
+        "Subscribe to my channel",
+        "you",
+        "字幕由Amara.org社群提供",
+        "字幕由 Amara.org 社区提供",
+        "请不吝点赞 订阅 转发 打赏支持明镜与点点栏目",
+        "谢谢观看",
+        "优优独播剧场——YoYo Television Series Exclusive",
+        "中文字幕——Yo Yo Television Series Exclusive",
+        "MING PAO CANADA",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `origin` only names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.message().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: ranges and relations between fields.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.audio.stereo_legs[0] == self.audio.stereo_legs[1] {
+            return bad("audio.stereo_legs must name two different legs".into());
+        }
+        if self.audio.stereo_legs.contains(&Leg::Mixed) {
+            return bad("audio.stereo_legs: each stereo channel is customer or agent".into());
+        }
+        let s = &self.segment;
+        if !(0.0..=40.0).contains(&s.threshold_db) {
+            return bad(format!(
+                "segment.threshold_db = {} is outside 0..40",
+                s.threshold_db
+            ));
+        }
+        if !(-100.0..=0.0).contains(&s.min_level_dbfs) {
+            return bad(format!(
+                "segment.min_level_dbfs = {} is outside -100..0",
+                s.min_level_dbfs
+            ));
+        }
+        if s.max_utterance_ms < 1000 || s.max_utterance_ms > 30_000 {
+            return bad(format!(
+                "segment.max_utterance_ms = {} is outside 1000..30000 (Whisper sees 30 s at most)",
+                s.max_utterance_ms
+            ));
+        }
+        if s.hangover_ms < 50 || s.hangover_ms > 5000 {
+            return bad(format!(
+                "segment.hangover_ms = {} is outside 50..5000",
+                s.hangover_ms
+            ));
+        }
+        if s.preroll_ms > 1000 {
+            return bad(format!(
+                "segment.preroll_ms = {} is over 1000",
+                s.preroll_ms
+            ));
+        }
+        if s.min_speech_ms < 10 || s.min_speech_ms >= s.max_utterance_ms {
+            return bad(format!(
+                "segment.min_speech_ms = {} must be at least 10 and below max_utterance_ms",
+                s.min_speech_ms
+            ));
+        }
+        let a = &self.asr;
+        if a.detect_languages.is_empty() {
+            return bad("asr.detect_languages must name at least one language".into());
+        }
+        for lang in &a.detect_languages {
+            if whisper_rs::get_lang_id(lang).is_none() {
+                return bad(format!(
+                    "asr.detect_languages: {lang:?} is not a Whisper language code"
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&a.no_speech_threshold) {
+            return bad(format!(
+                "asr.no_speech_threshold = {} is outside 0..1",
+                a.no_speech_threshold
+            ));
+        }
+        if a.workers > 64 || a.threads_per_worker > 64 {
+            return bad("asr.workers and asr.threads_per_worker are at most 64".into());
+        }
+        if a.zh_prompt.contains('\0') || a.phantom_phrases.iter().any(|p| p.contains('\0')) {
+            return bad("asr text settings must not contain NUL characters".into());
+        }
+        Ok(())
+    }
+
+    /// The number of Whisper workers and the threads each gets, resolving the zeros.
+    pub fn asr_threads(&self) -> (usize, usize) {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let workers = if self.asr.workers == 0 {
+            cores
+        } else {
+            self.asr.workers
+        };
+        let threads = if self.asr.threads_per_worker == 0 {
+            (cores / workers).max(1)
+        } else {
+            self.asr.threads_per_worker
+        };
+        (workers, threads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_file_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/callguard.toml");
+        let loaded = Config::load(&path).unwrap();
+        assert_eq!(loaded, Config::default());
+    }
+
+    #[test]
+    fn empty_file_is_valid() {
+        let c = Config::parse("", Path::new("x.toml")).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_its_name() {
+        let err = Config::parse("[segment]\nthreshhold_db = 3\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("threshhold_db"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        for text in [
+            "[audio]\nstereo_legs = [\"agent\", \"agent\"]",
+            "[audio]\nstereo_legs = [\"mixed\", \"agent\"]",
+            "[segment]\nmax_utterance_ms = 60000",
+            "[segment]\nthreshold_db = -3",
+            "[asr]\ndetect_languages = [\"klingon\"]",
+            "[asr]\ndetect_languages = []",
+            "[asr]\nlanguage = \"fr\"",
+        ] {
+            assert!(
+                Config::parse(text, Path::new("x.toml")).is_err(),
+                "accepted: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn swapped_stereo_legs_parse() {
+        let c = Config::parse(
+            "[audio]\nstereo_legs = [\"agent\", \"customer\"]",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.audio.stereo_legs, [Leg::Agent, Leg::Customer]);
+    }
+}

@@ -1,0 +1,22 @@
+//! callguard: listens to customer-service calls, transcribes them locally with Whisper, and
+//! (in later stages) spots rising anger and repeated complaints so a supervisor can take over.
+//!
+//! Layout (data flows one way, top to bottom):
+//!
+//! | module       | what it does |
+//! |--------------|--------------|
+//! | [`config`]   | the TOML pipeline settings: parsed, validated, documented |
+//! | [`audio`]    | the one audio chunk type, WAV and G.711 decoding, resampling to 16 kHz |
+//! | [`segment`]  | voice activity -> utterances, per leg |
+//! | [`asr`]      | Whisper: model files (convert, install, validate) and transcription workers |
+//! | [`event`]    | the event enum shared by `analyze`, and later the websockets and the store |
+//! | [`analyze`]  | the offline pipeline: a recorded call in, ordered events out |
+//! | [`cli`]      | command-line parsing and the subcommands; `main.rs` only calls it |
+
+pub mod analyze;
+pub mod asr;
+pub mod audio;
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod segment;
