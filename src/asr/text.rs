@@ -41,7 +41,8 @@ impl PhantomFilter {
         self.keys.iter().any(|k| {
             // Whisper sometimes repeats its phantom ("Thank you. Thank you."), so a text made
             // only of copies of one phrase counts too.
-            key.len() % k.len() == 0 && key.as_bytes().chunks(k.len()).all(|c| c == k.as_bytes())
+            key.len().is_multiple_of(k.len())
+                && key.as_bytes().chunks(k.len()).all(|c| c == k.as_bytes())
         })
     }
 }
