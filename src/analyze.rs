@@ -80,6 +80,18 @@ pub fn analyze_file(
 ) -> Result<Analysis, AnalyzeError> {
     let started = Instant::now();
     let audio = read_wav(path)?;
+    analyze_audio(audio, call_id, cfg, lang, pool, started)
+}
+
+/// Analyses decoded audio; `started` is when the work began, for the real-time factor.
+pub fn analyze_audio(
+    audio: DecodedAudio,
+    call_id: &str,
+    cfg: &Config,
+    lang: Option<LanguageSetting>,
+    pool: &AsrPool,
+    started: Instant,
+) -> Result<Analysis, AnalyzeError> {
     let summary = AudioSummary {
         duration_ms: audio
             .channels
@@ -92,7 +104,7 @@ pub fn analyze_file(
         truncated: audio.truncated,
     };
     if summary.truncated {
-        tracing::warn!(file = %path.display(), "recording is truncated; analysing what is there");
+        tracing::warn!(call_id, "recording is truncated; analysing what is there");
     }
     let rate = audio.sample_rate;
     let legs = split_legs(audio, cfg.audio.stereo_legs);

@@ -5,13 +5,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::analyze::{analyze_file, format_text_line};
+use crate::analyze::{analyze_audio, format_text_line};
 use crate::asr::worker::{AsrPool, Model, WorkerSettings};
 use crate::asr::{convert, ggml, install};
+use crate::audio::wav::read_wav;
 use crate::config::{Config, LanguageSetting};
 
 /// The default config file, used when it exists and no `--config` is given.
@@ -165,19 +167,18 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
     if let Some(m) = args.model {
         cfg.asr.model = m;
     }
-    // Check the input before spending time on the model.
-    if !args.file.exists() {
-        bail!("{}: no such file", args.file.display());
-    }
     let call_id = args.call_id.unwrap_or_else(|| {
         args.file
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "call".into())
     });
+    // Decode first: a bad recording is refused before any time goes into loading the model.
+    let started = Instant::now();
+    let audio = read_wav(&args.file)?;
     let model = Model::load(&cfg.asr.model)?;
     let pool = AsrPool::start(model, WorkerSettings::from_config(&cfg))?;
-    let analysis = analyze_file(&args.file, &call_id, &cfg, args.lang, &pool)?;
+    let analysis = analyze_audio(audio, &call_id, &cfg, args.lang, &pool, started)?;
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -130,6 +130,8 @@ pub struct AsrConfig {
     pub workers: usize,
     /// CPU threads each worker gives whisper.cpp; 0 = cores divided among the workers.
     pub threads_per_worker: usize,
+    /// Beam-search width; 1 is greedy decoding (faster, more slips on hard audio).
+    pub beam_size: u32,
     /// Segments whose no-speech probability exceeds this are dropped as noise.
     pub no_speech_threshold: f32,
     /// Prompt given with Chinese so that Whisper writes simplified characters.
@@ -148,6 +150,7 @@ impl Default for AsrConfig {
             detect_min_ms: 1500,
             workers: 0,
             threads_per_worker: 0,
+            beam_size: 5,
             no_speech_threshold: 0.6,
             zh_prompt: "以下是普通话的句子，使用简体中文。".into(),
             phantom_phrases: default_phantom_phrases(),
@@ -258,6 +261,9 @@ impl Config {
                 "asr.no_speech_threshold = {} is outside 0..1",
                 a.no_speech_threshold
             ));
+        }
+        if !(1..=16).contains(&a.beam_size) {
+            return bad(format!("asr.beam_size = {} is outside 1..16", a.beam_size));
         }
         if a.workers > 64 || a.threads_per_worker > 64 {
             return bad("asr.workers and asr.threads_per_worker are at most 64".into());

@@ -93,6 +93,7 @@ pub struct WorkerSettings {
     pub workers: usize,
     pub threads: usize,
     pub queue: usize,
+    pub beam_size: u32,
     pub no_speech_threshold: f32,
     pub zh_prompt: String,
     pub phantoms: PhantomFilter,
@@ -105,6 +106,7 @@ impl WorkerSettings {
             workers,
             threads,
             queue: 64,
+            beam_size: cfg.asr.beam_size,
             no_speech_threshold: cfg.asr.no_speech_threshold,
             zh_prompt: cfg.asr.zh_prompt.clone(),
             phantoms: PhantomFilter::new(&cfg.asr.phantom_phrases),
@@ -301,7 +303,16 @@ impl Worker {
         if let Some((_, p)) = self.params.iter().find(|(l, _)| l == lang) {
             return p.clone();
         }
-        let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 2 });
+        let strategy = if self.settings.beam_size > 1 {
+            SamplingStrategy::BeamSearch {
+                beam_size: self.settings.beam_size as i32,
+                // whisper.cpp ignores patience; -1 is its "unset".
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy { best_of: 2 }
+        };
+        let mut p = FullParams::new(strategy);
         p.set_n_threads(self.settings.threads as i32);
         p.set_language(Some(leak_str(lang)));
         p.set_translate(false);
