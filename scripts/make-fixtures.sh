@@ -11,6 +11,9 @@
 #   long-call.wav                 60 s: the demo call, then the refund call, for the RTF benchmark
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Repeatable noise and dither: the same scenario text always gives the same audio, so a test
+# that passes here passes on every machine.
+export SOX_OPTS="-R"
 src=tests/scenarios
 out=tests/fixtures/generated
 mkdir -p "$out"
