@@ -78,6 +78,33 @@ pub fn tidy(text: &str, lang: &str) -> String {
     }
 }
 
+/// Removes an echo of the initial prompt: Whisper sometimes repeats the prompt's clauses at the
+/// end of short utterances ("我要投诉你们，使用简体中文。").
+pub fn strip_prompt_echo(text: &str, prompt: &str) -> String {
+    let mut out = text.to_owned();
+    let clauses = prompt
+        .split(|c: char| "，。,.！!？?；;、 ".contains(c))
+        .filter(|c| c.chars().count() >= 4);
+    for clause in clauses {
+        out = out.replace(clause, "");
+    }
+    if out == text {
+        return out;
+    }
+    // Tidy the punctuation a removed clause leaves behind ("你们，。" -> "你们。").
+    for (pair, single) in [("，。", "。"), (",.", "."), ("，，", "，"), (",,", ",")] {
+        while out.contains(pair) {
+            out = out.replace(pair, single);
+        }
+    }
+    let out = out.trim_matches(|c: char| "，,、；; ".contains(c)).trim();
+    if out.chars().any(char::is_alphanumeric) {
+        out.to_owned()
+    } else {
+        String::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +155,17 @@ mod tests {
         assert_eq!(tidy("這不可能", "zh"), "这不可能");
         // English text is left as it is.
         assert_eq!(tidy(" Hello there ", "en"), "Hello there");
+    }
+
+    #[test]
+    fn prompt_echoes_are_removed() {
+        let p = "以下是普通话的句子，使用简体中文。";
+        assert_eq!(
+            strip_prompt_echo("我要投诉你们，使用简体中文。", p),
+            "我要投诉你们。"
+        );
+        assert_eq!(strip_prompt_echo("以下是普通话的句子。", p), "");
+        assert_eq!(strip_prompt_echo("我要退款。", p), "我要退款。");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use whisper_rs::{
 };
 
 use super::ggml::{self, ModelError, ModelInfo};
-use super::text::{PhantomFilter, tidy};
+use super::text::{PhantomFilter, strip_prompt_echo, tidy};
 use crate::audio::{Leg, PIPELINE_RATE};
 use crate::config::AsrConfig;
 
@@ -390,6 +390,9 @@ impl Worker {
         let mut dropped = 0;
         for seg in self.state.as_iter() {
             let text = match seg.to_str_lossy() {
+                Ok(t) if lang == "zh" => {
+                    strip_prompt_echo(&tidy(&t, &lang), &self.settings.zh_prompt)
+                }
                 Ok(t) => tidy(&t, &lang),
                 Err(_) => {
                     dropped += 1;
