@@ -32,6 +32,75 @@ const FLOOR_RISE_QUIET_DB: f32 = 0.05;
 /// Fraction of the gap closed per frame when a frame is quieter than the floor.
 const FLOOR_FALL: f32 = 0.2;
 
+/// The first-order high-pass (about 100 Hz at 16 kHz) in front of the frame level, shared
+/// with `detect::energy` so both gate speech the same way.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HighPass {
+    prev_in: f32,
+    prev_out: f32,
+}
+
+impl HighPass {
+    /// High-passes `frame` (carrying the filter state over from the previous frame) and
+    /// returns its level in dBFS.
+    pub(crate) fn frame_level_db(&mut self, frame: &[f32]) -> f32 {
+        // First-order high-pass at about 100 Hz: removes DC offsets and mains hum, which
+        // would otherwise read as a permanently "loud" line.
+        const A: f32 = 0.961;
+        let mut energy = 0.0f32;
+        for &x in frame {
+            let y = A * (self.prev_out + x - self.prev_in);
+            self.prev_in = x;
+            self.prev_out = y;
+            energy += y * y;
+        }
+        10.0 * (energy / frame.len() as f32 + 1e-12).log10()
+    }
+}
+
+/// The per-leg noise-floor tracker that decides whether a 10 ms frame is speech, shared with
+/// `detect::energy`.
+#[derive(Debug, Clone)]
+pub(crate) struct NoiseGate {
+    threshold_db: f32,
+    min_level_db: f32,
+    floor_db: Option<f32>,
+}
+
+impl NoiseGate {
+    /// `threshold_db` over the floor makes a frame speech; below `min_level_db` never does.
+    pub(crate) fn new(threshold_db: f32, min_level_db: f32) -> Self {
+        Self {
+            threshold_db,
+            min_level_db,
+            floor_db: None,
+        }
+    }
+
+    /// The current noise-floor estimate in dBFS, once a frame has been seen.
+    pub(crate) fn floor_db(&self) -> Option<f32> {
+        self.floor_db
+    }
+
+    /// Classifies one frame's level (from [`HighPass::frame_level_db`]) and updates the floor.
+    pub(crate) fn update(&mut self, level: f32) -> bool {
+        let floor = *self.floor_db.get_or_insert(level);
+        let speech = level > (floor + self.threshold_db).max(self.min_level_db);
+        let new_floor = if level < floor {
+            floor + (level - floor) * FLOOR_FALL
+        } else {
+            let rise = if speech {
+                FLOOR_RISE_SPEECH_DB
+            } else {
+                FLOOR_RISE_QUIET_DB
+            };
+            floor + (level - floor).min(rise)
+        };
+        self.floor_db = Some(new_floor);
+        speech
+    }
+}
+
 /// A stretch of speech cut from one leg, with its pre-roll and a short tail.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Utterance {
@@ -67,8 +136,6 @@ struct Active {
 /// The per-leg segmenter.
 pub struct Segmenter {
     leg: Leg,
-    threshold_db: f32,
-    min_level_db: f32,
     min_speech_frames: u32,
     hangover_frames: u32,
     preroll: usize,
@@ -76,9 +143,8 @@ pub struct Segmenter {
     frame: Vec<f32>,
     /// Samples consumed so far (whole frames only).
     position: u64,
-    hp_prev_in: f32,
-    hp_prev_out: f32,
-    floor_db: Option<f32>,
+    high_pass: HighPass,
+    gate: NoiseGate,
     /// Recent samples while idle, for the pre-roll and the onset run.
     history: VecDeque<f32>,
     history_cap: usize,
@@ -104,17 +170,14 @@ impl Segmenter {
         let history_cap = preroll + onset_window * FRAME;
         Self {
             leg,
-            threshold_db: cfg.threshold_db,
-            min_level_db: cfg.min_level_dbfs,
             min_speech_frames,
             hangover_frames: ms_to_frames(cfg.hangover_ms).max(1),
             preroll,
             max_samples: cfg.max_utterance_ms as usize * FRAME / 10,
             frame: Vec::with_capacity(FRAME),
             position: 0,
-            hp_prev_in: 0.0,
-            hp_prev_out: 0.0,
-            floor_db: None,
+            high_pass: HighPass::default(),
+            gate: NoiseGate::new(cfg.threshold_db, cfg.min_level_dbfs),
             history: VecDeque::with_capacity(history_cap),
             history_cap,
             onset: VecDeque::with_capacity(onset_window),
@@ -129,7 +192,7 @@ impl Segmenter {
 
     /// The current noise-floor estimate in dBFS, once a frame has been seen.
     pub fn noise_floor_db(&self) -> Option<f32> {
-        self.floor_db
+        self.gate.floor_db()
     }
 
     /// Whether an utterance is open (speech heard and not yet closed).
@@ -171,35 +234,9 @@ impl Segmenter {
         out
     }
 
-    fn level_db(&mut self, frame: &[f32]) -> f32 {
-        // First-order high-pass at about 100 Hz: removes DC offsets and mains hum, which
-        // would otherwise read as a permanently "loud" line.
-        const A: f32 = 0.961;
-        let mut energy = 0.0f32;
-        for &x in frame {
-            let y = A * (self.hp_prev_out + x - self.hp_prev_in);
-            self.hp_prev_in = x;
-            self.hp_prev_out = y;
-            energy += y * y;
-        }
-        10.0 * (energy / frame.len() as f32 + 1e-12).log10()
-    }
-
     fn process_frame(&mut self, frame: &[f32], out: &mut Vec<Utterance>) {
-        let level = self.level_db(frame);
-        let floor = *self.floor_db.get_or_insert(level);
-        let speech = level > (floor + self.threshold_db).max(self.min_level_db);
-        let new_floor = if level < floor {
-            floor + (level - floor) * FLOOR_FALL
-        } else {
-            let rise = if speech {
-                FLOOR_RISE_SPEECH_DB
-            } else {
-                FLOOR_RISE_QUIET_DB
-            };
-            floor + (level - floor).min(rise)
-        };
-        self.floor_db = Some(new_floor);
+        let level = self.high_pass.frame_level_db(frame);
+        let speech = self.gate.update(level);
         self.position += FRAME as u64;
 
         match self.active.as_mut() {
