@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::audio::Leg;
+use crate::detect::energy::EnergyConfig;
+use crate::detect::repetition::RepetitionConfig;
+use crate::risk::RiskConfig;
 
 /// Why a config could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,33 @@ pub struct Config {
     pub audio: AudioConfig,
     pub segment: SegmentConfig,
     pub asr: AsrConfig,
+    pub detect: DetectConfig,
+    pub risk: RiskConfig,
+}
+
+/// The detectors: where the lexicon is, raised-voice and repetition settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectConfig {
+    /// The lexicon file (warning words per category, both languages). When it is the
+    /// default path and missing (running outside the repository), the copy built into the
+    /// binary is used; any other missing path is an error.
+    pub lexicon: PathBuf,
+    pub raised_voice: EnergyConfig,
+    pub repetition: RepetitionConfig,
+}
+
+/// The lexicon path shipped in the repository.
+pub const DEFAULT_LEXICON: &str = "config/lexicon.toml";
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            lexicon: PathBuf::from(DEFAULT_LEXICON),
+            raised_voice: EnergyConfig::default(),
+            repetition: RepetitionConfig::default(),
+        }
+    }
 }
 
 /// How recordings map onto call legs.
@@ -152,7 +182,7 @@ impl Default for AsrConfig {
             threads_per_worker: 0,
             beam_size: 5,
             no_speech_threshold: 0.6,
-            zh_prompt: "以下是普通话的句子，使用简体中文。".into(),
+            zh_prompt: "以下是普通话的句子。".into(),
             phantom_phrases: default_phantom_phrases(),
         }
     }
@@ -271,6 +301,15 @@ impl Config {
         if a.zh_prompt.contains('\0') || a.phantom_phrases.iter().any(|p| p.contains('\0')) {
             return bad("asr text settings must not contain NUL characters".into());
         }
+        self.detect
+            .raised_voice
+            .validate()
+            .map_err(ConfigError::Invalid)?;
+        self.detect
+            .repetition
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("detect.{e}")))?;
+        self.risk.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

@@ -9,8 +9,12 @@
 //! | [`audio`]    | the one audio chunk type, WAV and G.711 decoding, resampling to 16 kHz |
 //! | [`segment`]  | voice activity -> utterances, per leg |
 //! | [`asr`]      | Whisper: model files (convert, install, validate) and transcription workers |
+//! | [`detect`]   | pure detectors: raised voice (energy), lexicon, repeated complaints |
+//! | [`risk`]     | pure per-call risk engine and transfer-prompt rules |
+//! | [`monitor`]  | one call's text-side detectors and risk engine, wired together (pure) |
 //! | [`event`]    | the event enum shared by `analyze`, and later the websockets and the store |
 //! | [`analyze`]  | the offline pipeline: a recorded call in, ordered events out |
+//! | [`eval`]     | `eval`: scenario calls against expectations; precision, recall, time-to-alert |
 //! | [`cli`]      | command-line parsing and the subcommands; `main.rs` only calls it |
 
 pub mod analyze;
@@ -18,5 +22,9 @@ pub mod asr;
 pub mod audio;
 pub mod cli;
 pub mod config;
+pub mod detect;
+pub mod eval;
 pub mod event;
+pub mod monitor;
+pub mod risk;
 pub mod segment;
