@@ -10,11 +10,12 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::analyze::{analyze_audio, format_text_line};
+use crate::analyze::{AnalyzeContext, Words, analyze_audio, format_text};
 use crate::asr::worker::{AsrPool, Model, WorkerSettings};
 use crate::asr::{convert, ggml, install};
 use crate::audio::wav::read_wav;
 use crate::config::{Config, LanguageSetting};
+use crate::monitor::load_lexicon;
 
 /// The default config file, used when it exists and no `--config` is given.
 pub const DEFAULT_CONFIG: &str = "config/callguard.toml";
@@ -40,6 +41,32 @@ pub enum Command {
     /// Install, convert and list Whisper models.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Run every scenario call in a folder and score the transfer prompts: precision, recall,
+    /// false alerts and time-to-alert. Exits 1 unless every call went as expected.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Folder with NAME.wav + NAME.expect.toml pairs (searched one level deep), e.g.
+    /// tests/scenarios after `make fixtures`.
+    pub dir: PathBuf,
+    /// Config file [default: config/callguard.toml when present, else built-in defaults].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Model file, overriding the config's asr.model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Language for every call, overriding the scenarios' and the config's.
+    #[arg(long)]
+    pub lang: Option<LanguageSetting>,
+    /// Use each scenario's known words (its transcript file) instead of Whisper: tests the
+    /// lexicon and repetition logic on exact text; the voice detector still hears the audio.
+    #[arg(long)]
+    pub text: bool,
+    /// Only scenarios whose name contains this.
+    #[arg(long)]
+    pub only: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -150,6 +177,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Analyze(args) => analyze(args),
         Command::Model(cmd) => model(cmd),
+        Command::Eval(args) => eval(args),
     }
 }
 
@@ -178,19 +206,34 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
     let audio = read_wav(&args.file)?;
     let model = Model::load(&cfg.asr.model)?;
     let pool = AsrPool::start(model, WorkerSettings::from_config(&cfg))?;
-    let analysis = analyze_audio(audio, &call_id, &cfg, args.lang, &pool, started)?;
+    let lexicon = load_lexicon(&cfg)?;
+    let ctx = AnalyzeContext {
+        call_id: &call_id,
+        cfg: &cfg,
+        lang: args.lang,
+        lexicon,
+        words: Words::Whisper(&pool),
+    };
+    let analysis = analyze_audio(audio, ctx, started)?;
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for event in &analysis.events {
         let line = match args.format {
-            Format::Text => format_text_line(event),
-            Format::Jsonl => event.to_json_line(),
+            Format::Text => format_text(event),
+            Format::Jsonl => Some(event.to_json_line()),
         };
-        writeln!(out, "{line}").context("writing output")?;
+        if let Some(line) = line {
+            writeln!(out, "{line}").context("writing output")?;
+        }
     }
     out.flush().context("writing output")?;
-    if args.format == Format::Text && analysis.events.is_empty() {
+    if args.format == Format::Text
+        && !analysis
+            .events
+            .iter()
+            .any(|e| matches!(e, crate::event::Event::Transcript(_)))
+    {
         eprintln!("(no speech found)");
     }
     if args.stats {
@@ -217,6 +260,61 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    use crate::eval::{
+        EvalOptions, Totals, discover, format_result, format_totals, header, run_case,
+    };
+    let mut cfg = load_config(args.config.as_deref())?;
+    if let Some(m) = args.model {
+        cfg.asr.model = m;
+    }
+    let mut cases = discover(&args.dir)?;
+    if let Some(only) = &args.only {
+        cases.retain(|c| c.name.contains(only.as_str()));
+    }
+    let lexicon = load_lexicon(&cfg)?;
+    let pool = if args.text {
+        None
+    } else {
+        let model = Model::load(&cfg.asr.model)?;
+        Some(AsrPool::start(model, WorkerSettings::from_config(&cfg))?)
+    };
+    let opts = EvalOptions {
+        cfg: &cfg,
+        lexicon,
+        text_mode: args.text,
+        lang: args.lang,
+    };
+    println!(
+        "callguard eval {}: {} scenario(s), words from {}",
+        args.dir.display(),
+        cases.len(),
+        if args.text {
+            "the scenario texts (--text)"
+        } else {
+            "Whisper"
+        }
+    );
+    println!("{}", header());
+    let mut results = Vec::new();
+    for case in &cases {
+        let r = run_case(case, &opts, pool.as_ref());
+        println!("{}", format_result(&r));
+        results.push(r);
+    }
+    let totals = Totals::of(&results);
+    println!("{}", format_totals(&totals));
+    if totals.all_ok() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} of {} scenario(s) did not go as expected",
+            totals.calls - totals.passed,
+            totals.calls
+        )
+    }
 }
 
 fn model(cmd: ModelCommand) -> Result<()> {

@@ -1,5 +1,5 @@
 //! Whisper transcription workers: whisper.cpp runs on dedicated OS threads, never on the async
-//! runtime, each worker with its own `WhisperState` over one shared, once-loaded model.
+//! runtime, over one shared, once-loaded model; each job gets a fresh `WhisperState`.
 //!
 //! Callers submit an utterance (16 kHz samples with its call-relative start) and get the answer
 //! on a oneshot channel, which works from plain threads (`blocking_recv`) and from async tasks
@@ -250,10 +250,6 @@ impl Drop for AsrPool {
 
 struct Worker {
     model: Arc<Model>,
-    state: WhisperState,
-    /// Created on first use: detection runs the encoder over the full 30 s window, which a
-    /// state keeps from its last `full` call, so it gets a state of its own.
-    detect_state: Option<WhisperState>,
     settings: Arc<WorkerSettings>,
     /// Decoding parameters per language, built once: whisper-rs leaks the C strings it makes
     /// for the language and prompt, so building them per job would leak per utterance.
@@ -266,23 +262,17 @@ fn worker_main(
     settings: Arc<WorkerSettings>,
     ready: std::sync::mpsc::Sender<Result<(), AsrError>>,
 ) {
-    let state = match model.ctx.create_state() {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = ready.send(Err(AsrError::Whisper(format!(
-                "cannot create a whisper state: {e}"
-            ))));
-            return;
-        }
-    };
-    let _ = ready.send(Ok(()));
     let mut worker = Worker {
         model,
-        state,
-        detect_state: None,
         settings,
         params: Vec::new(),
     };
+    // Fail at start rather than on the first call if a state cannot be made at all.
+    if let Err(e) = worker.fresh_state() {
+        let _ = ready.send(Err(e));
+        return;
+    }
+    let _ = ready.send(Ok(()));
     loop {
         // The lock is held only while waiting for the next task, never while transcribing.
         let task = match rx.lock() {
@@ -299,6 +289,17 @@ fn worker_main(
 }
 
 impl Worker {
+    /// A new Whisper state for one job. whisper.cpp keeps a random generator in each state
+    /// for its temperature fallback, so a reused state makes the text of an utterance depend
+    /// on the utterances decoded before it; a fresh one (about 20 ms) makes the same audio
+    /// always give the same text.
+    fn fresh_state(&self) -> Result<WhisperState, AsrError> {
+        self.model
+            .ctx
+            .create_state()
+            .map_err(|e| AsrError::Whisper(format!("cannot create a whisper state: {e}")))
+    }
+
     fn params_for(&mut self, lang: &str) -> FullParams<'static, 'static> {
         if let Some((_, p)) = self.params.iter().find(|(l, _)| l == lang) {
             return p.clone();
@@ -336,15 +337,9 @@ impl Worker {
         if !self.model.is_multilingual() {
             return Ok(("en".into(), 1.0));
         }
-        let state = match &mut self.detect_state {
-            Some(s) => s,
-            None => self.detect_state.insert(
-                self.model
-                    .ctx
-                    .create_state()
-                    .map_err(|e| AsrError::Whisper(e.to_string()))?,
-            ),
-        };
+        // A fresh state encodes the full 30 s window; language detection needs no speed-up
+        // from a short context and runs once per leg.
+        let mut state = self.fresh_state()?;
         let threads = self.settings.threads;
         state
             .pcm_to_mel(samples, threads)
@@ -381,14 +376,15 @@ impl Worker {
         };
         let mut params = self.params_for(&lang);
         params.set_audio_ctx(audio_ctx_for(samples.len()) as i32);
-        self.state
+        let mut state = self.fresh_state()?;
+        state
             .full(params, &samples)
             .map_err(|e| AsrError::Whisper(e.to_string()))?;
 
         let real_ms = (real_len as u64 * 1000) / PIPELINE_RATE as u64;
         let mut segments = Vec::new();
         let mut dropped = 0;
-        for seg in self.state.as_iter() {
+        for seg in state.as_iter() {
             let text = match seg.to_str_lossy() {
                 Ok(t) if lang == "zh" => {
                     strip_prompt_echo(&tidy(&t, &lang), &self.settings.zh_prompt)
