@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 MODEL ?= base
-FIXTURES := tests/fixtures/generated
+FIXTURES := tests/scenarios/audio
 
 .PHONY: all deps build release model fixtures demo test bench bench-rtf lint clean
 

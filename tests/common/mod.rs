@@ -31,7 +31,7 @@ pub fn fixture(name: &str) -> PathBuf {
             "scripts/make-fixtures.sh failed (make deps installs espeak-ng and sox)"
         );
     });
-    let p = root().join("tests/fixtures/generated").join(name);
+    let p = root().join("tests/scenarios/audio").join(name);
     assert!(p.exists(), "fixture {} was not generated", p.display());
     p
 }
@@ -85,7 +85,7 @@ pub struct Line {
     pub lang: String,
 }
 
-/// Runs `analyze --format jsonl` and parses every line.
+/// Runs `analyze --format jsonl` and returns its transcript events.
 pub fn analyze_jsonl(file: &Path, extra: &[&str]) -> Vec<Line> {
     let mut args = vec!["analyze", file.to_str().unwrap(), "--format", "jsonl"];
     args.extend_from_slice(extra);
@@ -93,7 +93,12 @@ pub fn analyze_jsonl(file: &Path, extra: &[&str]) -> Vec<Line> {
     assert_eq!(r.code, Some(0), "analyze failed: {}", r.stderr);
     r.stdout
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("bad line {l:?}: {e}"))
+        })
+        .filter(|v| v["type"] == "transcript")
+        .map(|v| serde_json::from_value(v).expect("a transcript event"))
         .collect()
 }
 
