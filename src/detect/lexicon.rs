@@ -389,26 +389,35 @@ impl LexiconDetector {
     }
 
     /// The signals in one transcript, in [`SignalKind`] order: kind = category, the
-    /// transcript's leg and times, `at_ms = now_ms`, the distinct terms in order of
-    /// appearance, and the utterance as the only quote. Negated matches give nothing.
+    /// transcript's leg and times, `at_ms = now_ms`, the matched words as said (`terms`) and
+    /// the lexicon entries behind them (`lexicon_terms`), in order of appearance, and the
+    /// utterance as the only quote. Negated matches give nothing.
     pub fn update(&mut self, t: &Transcript, now_ms: u64) -> Vec<Signal> {
-        let mut terms: BTreeMap<SignalKind, Vec<String>> = BTreeMap::new();
+        // Per kind: the words as said (evidence a supervisor reads) and the lexicon entries
+        // that matched them (what someone tuning the lexicon needs).
+        let mut found: BTreeMap<SignalKind, (Vec<String>, Vec<String>)> = BTreeMap::new();
         for m in self.lexicon.scan(t.leg, &t.text) {
             if m.negated {
                 continue;
             }
             if let Some(kind) = m.category.signal_kind() {
-                let list = terms.entry(kind).or_default();
-                if !list.contains(&m.term) {
-                    list.push(m.term);
+                let (said, entries) = found.entry(kind).or_default();
+                let words: String = t.text.chars().skip(m.start).take(m.end - m.start).collect();
+                let words = words.trim().to_owned();
+                if !words.is_empty() && !said.contains(&words) {
+                    said.push(words);
+                }
+                if !entries.contains(&m.term) {
+                    entries.push(m.term);
                 }
             }
         }
-        terms
+        found
             .into_iter()
-            .map(|(kind, terms)| {
+            .map(|(kind, (said, entries))| {
                 let mut s = Signal::new(kind, t.leg, t.start_ms, t.end_ms, now_ms);
-                s.terms = terms;
+                s.terms = said;
+                s.lexicon_terms = entries;
                 s.quotes = vec![Quote {
                     leg: t.leg,
                     start_ms: t.start_ms,
@@ -1709,7 +1718,9 @@ mod tests {
             ]
         );
         let complaint = &signals[0];
-        assert_eq!(complaint.terms, vec!["complain*", "unacceptable"]);
+        // The words as said, and the lexicon entries behind them.
+        assert_eq!(complaint.terms, vec!["complain", "unacceptable"]);
+        assert_eq!(complaint.lexicon_terms, vec!["complain*", "unacceptable"]);
         assert_eq!(
             (
                 complaint.leg,

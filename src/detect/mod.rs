@@ -126,9 +126,13 @@ pub struct Signal {
     /// The stretch of call audio the signal is about.
     pub start_ms: u64,
     pub end_ms: u64,
-    /// Lexicon terms that matched (as written in the lexicon file).
+    /// The words that matched, as said ("complain to your manager"): evidence to read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub terms: Vec<String>,
+    /// The lexicon entries behind them, as written in the lexicon file
+    /// (`complain* to .. manager|supervisor`): what to look at when tuning the lexicon.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lexicon_terms: Vec<String>,
     /// What was said: the utterance(s) behind a lexicon or repetition signal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quotes: Vec<Quote>,
@@ -150,6 +154,7 @@ impl Signal {
             start_ms,
             end_ms,
             terms: Vec::new(),
+            lexicon_terms: Vec::new(),
             quotes: Vec::new(),
             raised: None,
             count: None,
