@@ -4,7 +4,7 @@ CARGO ?= cargo
 MODEL ?= base
 FIXTURES := tests/scenarios/audio
 
-.PHONY: all deps build release model fixtures demo test bench bench-rtf lint clean
+.PHONY: all deps build release model fixtures demo test eval bench bench-rtf lint clean
 
 all: build
 
@@ -27,7 +27,8 @@ model: release
 fixtures: deps
 	@scripts/make-fixtures.sh
 
-# Transcribes the bundled sample call (customer left, agent right, 8 kHz mu-law).
+# Analyses the bundled sample call (customer left, agent right, 8 kHz mu-law): the transcript
+# per leg, what the detectors found, and the transfer prompt when the customer escalates.
 demo: model fixtures
 	@echo "== callguard analyze $(FIXTURES)/demo-call.wav"
 	./target/release/callguard analyze $(FIXTURES)/demo-call.wav --stats
@@ -35,6 +36,10 @@ demo: model fixtures
 # The whole suite, end-to-end tests with the real model included.
 test: model fixtures
 	$(CARGO) test --release
+
+# The scenario corpus through the whole pipeline: precision, recall, time to alert.
+eval: model fixtures
+	./target/release/callguard eval tests/scenarios
 
 # Criterion benches (resampler, segmenter) and the real-time factor of `analyze` on 60 s.
 bench: model fixtures

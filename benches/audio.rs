@@ -1,12 +1,15 @@
-//! Throughput of the per-leg audio stages: resampling phone audio to 16 kHz, and segmenting
-//! 16 kHz audio into utterances. Both must stay far faster than real time, since every live
-//! call runs them per leg. Run with `cargo bench --bench audio`; figures are in the README.
+//! Throughput of the per-call stages that run on every leg or every utterance of every live
+//! call: resampling phone audio to 16 kHz, segmenting it into utterances, the raised-voice
+//! detector, and the lexicon on a transcript line. Run with `cargo bench --bench audio`;
+//! figures are in the README.
 
 use std::hint::black_box;
 
-use callguard::audio::Leg;
 use callguard::audio::resample::{StreamResampler, resample_to};
+use callguard::audio::{AudioChunk, Leg};
 use callguard::config::SegmentConfig;
+use callguard::detect::energy::{EnergyConfig, RaisedVoiceDetector};
+use callguard::detect::lexicon::Lexicon;
 use callguard::segment::Segmenter;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -74,5 +77,39 @@ fn segmenting(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, resampling, segmenting);
+fn detecting(c: &mut Criterion) {
+    let input = signal(16_000, 10);
+    let cfg = EnergyConfig::default();
+    let mut g = c.benchmark_group("detect");
+    g.throughput(Throughput::Elements(input.len() as u64));
+    g.bench_function("raised_voice_16k_10s_20ms_chunks", |b| {
+        b.iter(|| {
+            let mut d = RaisedVoiceDetector::new(Leg::Customer, &cfg);
+            let mut n = 0;
+            for (i, chunk) in input.chunks(320).enumerate() {
+                let chunk = AudioChunk {
+                    leg: Leg::Customer,
+                    start_sample: (i * 320) as u64,
+                    samples: chunk.to_vec(),
+                };
+                n += d.update(black_box(&chunk)).len();
+            }
+            n + d.finish().len()
+        })
+    });
+    let lexicon = Lexicon::builtin();
+    let en = "I ordered a blender three weeks ago, it never arrived, and if it is not here \
+              tomorrow I will call a journalist and cancel my account.";
+    let zh = "我的快递已经晚了一个星期，再不解决我就要去媒体曝光你们，还要打一二三一五投诉。";
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("lexicon_scan_english_line", |b| {
+        b.iter(|| lexicon.scan(Leg::Customer, black_box(en)).len())
+    });
+    g.bench_function("lexicon_scan_chinese_line", |b| {
+        b.iter(|| lexicon.scan(Leg::Customer, black_box(zh)).len())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, resampling, segmenting, detecting);
 criterion_main!(benches);

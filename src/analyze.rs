@@ -271,35 +271,22 @@ pub fn detect_call(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        match next_input {
-            Some(at) if at < next_tick => {
-                // A signal from the audio before words at the same moment: the voice is heard
-                // before Whisper has finished.
-                if r_at == Some(at) {
-                    if let Some(s) = rs.next() {
-                        events.extend(monitor.on_signal(s, at));
-                    }
-                } else if let Some(t) = ts.next() {
-                    events.extend(monitor.on_transcript(&t, at));
-                    events.push(Event::Transcript(t));
-                }
+        // Ticks due by the next input (or up to the end of the call) come first.
+        if next_tick <= end && next_input.is_none_or(|at| next_tick <= at) {
+            events.extend(monitor.tick(next_tick));
+            next_tick += 1000;
+            continue;
+        }
+        let Some(at) = next_input else { break };
+        // A signal from the audio goes before words at the same moment: the voice is heard
+        // before Whisper has finished.
+        if r_at == Some(at) {
+            if let Some(s) = rs.next() {
+                events.extend(monitor.on_signal(s, at));
             }
-            _ if next_tick <= end => {
-                events.extend(monitor.tick(next_tick));
-                next_tick += 1000;
-            }
-            Some(at) => {
-                // Inputs past the end (rounding): feed them anyway.
-                if r_at == Some(at) {
-                    if let Some(s) = rs.next() {
-                        events.extend(monitor.on_signal(s, at));
-                    }
-                } else if let Some(t) = ts.next() {
-                    events.extend(monitor.on_transcript(&t, at));
-                    events.push(Event::Transcript(t));
-                }
-            }
-            None => break,
+        } else if let Some(t) = ts.next() {
+            events.extend(monitor.on_transcript(&t, at));
+            events.push(Event::Transcript(t));
         }
     }
     events.push(monitor.finish(end));

@@ -51,15 +51,8 @@ pub struct EvalArgs {
     /// Folder with NAME.wav + NAME.expect.toml pairs (searched one level deep), e.g.
     /// tests/scenarios after `make fixtures`.
     pub dir: PathBuf,
-    /// Config file [default: config/callguard.toml when present, else built-in defaults].
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Model file, overriding the config's asr.model.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Language for every call, overriding the scenarios' and the config's.
-    #[arg(long)]
-    pub lang: Option<LanguageSetting>,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
     /// Use each scenario's known words (its transcript file) instead of Whisper: tests the
     /// lexicon and repetition logic on exact text; the voice detector still hears the audio.
     #[arg(long)]
@@ -73,15 +66,8 @@ pub struct EvalArgs {
 pub struct AnalyzeArgs {
     /// The recording: WAV (PCM, float, mu-law, A-law), mono or stereo (customer left, agent right).
     pub file: PathBuf,
-    /// Config file [default: config/callguard.toml when present, else built-in defaults].
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Model file, overriding the config's asr.model.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Language: en, zh or auto (detect once per leg), overriding the config.
-    #[arg(long)]
-    pub lang: Option<LanguageSetting>,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -91,6 +77,32 @@ pub struct AnalyzeArgs {
     /// Print audio length, wall time and real-time factor to stderr.
     #[arg(long)]
     pub stats: bool,
+}
+
+/// Settings shared by the commands that run the pipeline.
+#[derive(Debug, clap::Args)]
+pub struct PipelineArgs {
+    /// Config file [default: config/callguard.toml when present, else built-in defaults].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Model file, overriding the config's asr.model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Language: en, zh or auto (detect once per leg), overriding the config (and, for
+    /// eval, the scenarios).
+    #[arg(long)]
+    pub lang: Option<LanguageSetting>,
+}
+
+impl PipelineArgs {
+    /// The config to use, with `--model` applied.
+    fn config(&self) -> Result<Config> {
+        let mut cfg = load_config(self.config.as_deref())?;
+        if let Some(m) = &self.model {
+            cfg.asr.model = m.clone();
+        }
+        Ok(cfg)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -191,10 +203,7 @@ pub fn load_config(explicit: Option<&Path>) -> Result<Config> {
 }
 
 fn analyze(args: AnalyzeArgs) -> Result<()> {
-    let mut cfg = load_config(args.config.as_deref())?;
-    if let Some(m) = args.model {
-        cfg.asr.model = m;
-    }
+    let cfg = args.pipeline.config()?;
     let call_id = args.call_id.unwrap_or_else(|| {
         args.file
             .file_stem()
@@ -210,7 +219,7 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
     let ctx = AnalyzeContext {
         call_id: &call_id,
         cfg: &cfg,
-        lang: args.lang,
+        lang: args.pipeline.lang,
         lexicon,
         words: Words::Whisper(&pool),
     };
@@ -266,10 +275,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     use crate::eval::{
         EvalOptions, Totals, discover, format_result, format_totals, header, run_case,
     };
-    let mut cfg = load_config(args.config.as_deref())?;
-    if let Some(m) = args.model {
-        cfg.asr.model = m;
-    }
+    let cfg = args.pipeline.config()?;
     let mut cases = discover(&args.dir)?;
     if let Some(only) = &args.only {
         cases.retain(|c| c.name.contains(only.as_str()));
@@ -285,7 +291,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         cfg: &cfg,
         lexicon,
         text_mode: args.text,
-        lang: args.lang,
+        lang: args.pipeline.lang,
     };
     println!(
         "callguard eval {}: {} scenario(s), words from {}",
