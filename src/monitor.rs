@@ -75,9 +75,17 @@ impl CallMonitor {
                 || self.lexicon.is_grievance(t.leg, &t.text);
             signals.extend(self.repetition.update(t, bearing, now_ms));
         }
-        for s in signals {
-            self.on_signal_into(s, now_ms, &mut out);
+        if signals.is_empty() {
+            return out;
         }
+        for s in &signals {
+            out.push(Event::Signal(SignalEvent {
+                call_id: self.call_id.clone(),
+                signal: s.clone(),
+            }));
+        }
+        // Weighed together: one utterance gives one prompt with all its reasons.
+        self.push_risk(RiskInput::Signals(signals), now_ms, &mut out);
         out
     }
 

@@ -235,6 +235,9 @@ pub struct UtteranceFacts {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RiskInput {
     Signal(Signal),
+    /// Several signals found at once (one utterance's words): weighed together, so that one
+    /// utterance gives one prompt with all its reasons.
+    Signals(Vec<Signal>),
     Utterance(UtteranceFacts),
     /// Time passing with nothing new (lets the level fall as old signals decay).
     Tick,
@@ -414,26 +417,11 @@ impl RiskEngine {
         let mut out = Vec::new();
         let mut new_signal = false;
         match input {
-            RiskInput::Signal(s) => {
-                match self.seen.iter_mut().find(|(k, _)| *k == s.kind) {
-                    Some((_, n)) => *n += 1,
-                    None => self.seen.push((s.kind, 1)),
+            RiskInput::Signal(s) => new_signal = self.ingest(s, now, &mut out),
+            RiskInput::Signals(list) => {
+                for s in list {
+                    new_signal |= self.ingest(s, now, &mut out);
                 }
-                if s.kind == SignalKind::AgentConduct {
-                    self.qa_flags += 1;
-                    out.push(RiskOutput::QaFlag(QaFlag {
-                        call_id: self.call_id.clone(),
-                        at_ms: now,
-                        kind: s.kind,
-                        leg: s.leg,
-                        hint: coaching_hint(self.lang(), &s.terms),
-                        terms: s.terms,
-                        quotes: s.quotes,
-                    }));
-                    return out;
-                }
-                self.signals.push(s);
-                new_signal = true;
             }
             RiskInput::Utterance(u) => {
                 if matches!(u.leg, Leg::Customer | Leg::Mixed) {
@@ -483,6 +471,30 @@ impl RiskEngine {
             out.push(RiskOutput::Alert(alert));
         }
         out
+    }
+
+    /// Takes in one signal; `agent_conduct` becomes a QA flag instead. True when the signal
+    /// counts towards the risk.
+    fn ingest(&mut self, s: Signal, now: u64, out: &mut Vec<RiskOutput>) -> bool {
+        match self.seen.iter_mut().find(|(k, _)| *k == s.kind) {
+            Some((_, n)) => *n += 1,
+            None => self.seen.push((s.kind, 1)),
+        }
+        if s.kind == SignalKind::AgentConduct {
+            self.qa_flags += 1;
+            out.push(RiskOutput::QaFlag(QaFlag {
+                call_id: self.call_id.clone(),
+                at_ms: now,
+                kind: s.kind,
+                leg: s.leg,
+                hint: coaching_hint(self.lang(), &s.terms),
+                terms: s.terms,
+                quotes: s.quotes,
+            }));
+            return false;
+        }
+        self.signals.push(s);
+        true
     }
 
     fn lang(&self) -> &str {
