@@ -15,6 +15,7 @@ use crate::asr::worker::{AsrPool, Model, WorkerSettings};
 use crate::asr::{convert, ggml, install};
 use crate::audio::wav::read_wav;
 use crate::config::{Config, LanguageSetting};
+use crate::hub::auth::{Role, TokenStore};
 use crate::monitor::load_lexicon;
 
 /// The default config file, used when it exists and no `--config` is given.
@@ -44,6 +45,39 @@ pub enum Command {
     /// Run every scenario call in a folder and score the transfer prompts: precision, recall,
     /// false alerts and time-to-alert. Exits 1 unless every call went as expected.
     Eval(EvalArgs),
+    /// Create, list and revoke access tokens (only their hashes are stored).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (last line); it cannot be shown again.
+    Create {
+        /// ingest (phone systems), supervisor, agent or qa.
+        #[arg(long)]
+        role: Role,
+        /// A unique name for the token (a person or a system).
+        #[arg(long)]
+        name: String,
+        /// For role agent: the agent name or extension whose calls it may see.
+        #[arg(long)]
+        agent: Option<String>,
+        /// The daemon's data folder, where tokens.json is kept.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// List tokens: name, role, agent, creation time (never the tokens).
+    List {
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Revoke a token by name.
+    Revoke {
+        name: String,
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -190,6 +224,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Analyze(args) => analyze(args),
         Command::Model(cmd) => model(cmd),
         Command::Eval(args) => eval(args),
+        Command::Token(cmd) => token(cmd),
     }
 }
 
@@ -321,6 +356,57 @@ fn eval(args: EvalArgs) -> Result<()> {
             totals.calls
         )
     }
+}
+
+fn token(cmd: TokenCommand) -> Result<()> {
+    match cmd {
+        TokenCommand::Create {
+            role,
+            name,
+            agent,
+            data_dir,
+        } => {
+            let mut store = TokenStore::open(&data_dir)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let token = store.create(&name, role, agent.clone(), now)?;
+            println!(
+                "created {role} token {name:?}{} in {}; copy it now, it is not shown again:",
+                agent
+                    .map(|a| format!(" for agent {a:?}"))
+                    .unwrap_or_default(),
+                data_dir.join("tokens.json").display()
+            );
+            println!("{token}");
+        }
+        TokenCommand::List { data_dir } => {
+            let store = TokenStore::open(&data_dir)?;
+            if store.list().is_empty() {
+                // A hint for people on stderr; stdout stays one line per token for scripts.
+                eprintln!(
+                    "no tokens in {}: create one with `callguard token create`",
+                    data_dir.display()
+                );
+            }
+            for t in store.list() {
+                println!(
+                    "{:<24} {:<10} {:<12} created {}",
+                    t.name,
+                    t.role.to_string(),
+                    t.agent.as_deref().unwrap_or("-"),
+                    t.created_unix
+                );
+            }
+        }
+        TokenCommand::Revoke { name, data_dir } => {
+            let mut store = TokenStore::open(&data_dir)?;
+            let revoked = store.revoke(&name)?;
+            println!("revoked {} token {:?}", revoked.role, revoked.name);
+        }
+    }
+    Ok(())
 }
 
 fn model(cmd: ModelCommand) -> Result<()> {
