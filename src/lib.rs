@@ -6,6 +6,7 @@
 //! | module       | what it does |
 //! |--------------|--------------|
 //! | [`config`]   | the TOML pipeline settings: parsed, validated, documented |
+//! | [`source`]   | live audio sources: phone-system protocols as pure session state machines |
 //! | [`audio`]    | the one audio chunk type, WAV and G.711 decoding, resampling to 16 kHz |
 //! | [`segment`]  | voice activity -> utterances, per leg |
 //! | [`asr`]      | Whisper: model files (convert, install, validate) and transcription workers |
@@ -13,7 +14,9 @@
 //! | [`risk`]     | pure per-call risk engine and transfer-prompt rules |
 //! | [`monitor`]  | one call's text-side detectors and risk engine, wired together (pure) |
 //! | [`event`]    | the event enum shared by `analyze`, and later the websockets and the store |
+//! | [`live`]     | one live call as an async task: source events in, events out as audio arrives |
 //! | [`analyze`]  | the offline pipeline: a recorded call in, ordered events out |
+//! | [`hub`]      | supervisor/agent side: tokens and roles (the websocket server comes with `serve`) |
 //! | [`eval`]     | `eval`: scenario calls against expectations; precision, recall, time-to-alert |
 //! | [`cli`]      | command-line parsing and the subcommands; `main.rs` only calls it |
 
@@ -25,6 +28,9 @@ pub mod config;
 pub mod detect;
 pub mod eval;
 pub mod event;
+pub mod hub;
+pub mod live;
 pub mod monitor;
 pub mod risk;
 pub mod segment;
+pub mod source;
