@@ -1,5 +1,5 @@
-//! callguard: listens to customer-service calls, transcribes them locally with Whisper, and
-//! (in later stages) spots rising anger and repeated complaints so a supervisor can take over.
+//! callguard: listens to customer-service calls, transcribes them locally with Whisper, spots
+//! a raised voice, repeated complaints and threats, and prompts a supervisor to take over.
 //!
 //! Layout (data flows one way, top to bottom):
 //!
