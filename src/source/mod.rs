@@ -9,9 +9,11 @@
 //! | `twilio`      | Twilio Media Streams: JSON text frames, base64 mu-law 8 kHz, inbound/outbound tracks |
 //! | `audiofork`   | FreeSWITCH mod_audio_fork and jambonz `listen`: JSON metadata, then binary L16 |
 //! | `audiosocket` | Asterisk AudioSocket: type/length framed TCP, slin 8 kHz, one leg per connection |
+//! | `replay`      | a recorded call played at real-time pace (demo, tests) |
 
 pub mod audiofork;
 pub mod audiosocket;
+pub mod replay;
 pub mod twilio;
 
 use serde::{Deserialize, Serialize};
