@@ -151,7 +151,8 @@ impl AudioforkSession {
     /// Handles one websocket text frame: the metadata first, DTMF or ignorable text after.
     pub fn on_text(&mut self, frame: &str) -> Result<Vec<SourceEvent>, SourceError> {
         if self.failed {
-            return Err(protocol(
+            return Err(SourceError::protocol(
+                PROTOCOL,
                 "the session already failed; the connection must close",
             ));
         }
@@ -170,7 +171,8 @@ impl AudioforkSession {
     /// partial stereo pairs carry over to the next frame).
     pub fn on_binary(&mut self, data: &[u8]) -> Result<Vec<SourceEvent>, SourceError> {
         if self.failed {
-            return Err(protocol(
+            return Err(SourceError::protocol(
+                PROTOCOL,
                 "the session already failed; the connection must close",
             ));
         }
@@ -178,7 +180,10 @@ impl AudioforkSession {
         if self.phase == Phase::AwaitingMetadata {
             if !self.start_without_metadata {
                 self.failed = true;
-                return Err(protocol("binary audio before the metadata text frame"));
+                return Err(SourceError::protocol(
+                    PROTOCOL,
+                    "binary audio before the metadata text frame",
+                ));
             }
             tracing::debug!(
                 call_id = self.default_call_id,
@@ -227,8 +232,9 @@ impl AudioforkSession {
 
         let field = |names: &[&str]| map.and_then(|m| lookup(m, names));
         let call_id = match field(&["callsid", "uuid", "callid"]) {
-            Some((key, value)) => text_value(value)
-                .ok_or_else(|| malformed(format!("metadata `{key}` is not a string")))?,
+            Some((key, value)) => text_value(value).ok_or_else(|| {
+                SourceError::malformed(PROTOCOL, format!("metadata `{key}` is not a string"))
+            })?,
             None => None,
         }
         .unwrap_or_else(|| self.default_call_id.clone());
@@ -243,17 +249,24 @@ impl AudioforkSession {
                     what: format!("metadata `{key}` {text:?}; expected mono, mixed or stereo"),
                 })?
             }
-            Some((key, _)) => return Err(malformed(format!("metadata `{key}` is not a string"))),
+            Some((key, _)) => {
+                return Err(SourceError::malformed(
+                    PROTOCOL,
+                    format!("metadata `{key}` is not a string"),
+                ));
+            }
             None => self.default_mix,
         };
         let lang = match field(&["lang", "language"]) {
-            Some((key, value)) => text_value(value)
-                .ok_or_else(|| malformed(format!("metadata `{key}` is not a string")))?,
+            Some((key, value)) => text_value(value).ok_or_else(|| {
+                SourceError::malformed(PROTOCOL, format!("metadata `{key}` is not a string"))
+            })?,
             None => None,
         };
         let agent = match field(&["agent"]) {
-            Some((key, value)) => text_value(value)
-                .ok_or_else(|| malformed(format!("metadata `{key}` is not a string")))?,
+            Some((key, value)) => text_value(value).ok_or_else(|| {
+                SourceError::malformed(PROTOCOL, format!("metadata `{key}` is not a string"))
+            })?,
             None => None,
         };
 
@@ -439,7 +452,12 @@ fn parse_rate(key: &str, value: &Value) -> Result<u32, SourceError> {
                 None
             }
         }
-        _ => return Err(malformed(format!("metadata `{key}` is not a number"))),
+        _ => {
+            return Err(SourceError::malformed(
+                PROTOCOL,
+                format!("metadata `{key}` is not a number"),
+            ));
+        }
     };
     let hz = hz.ok_or_else(|| SourceError::Unsupported {
         protocol: PROTOCOL,
@@ -459,20 +477,6 @@ fn check_rate(hz: u64) -> Result<u32, SourceError> {
                 "sample rate {hz} Hz; supported: 8000, 16000, 24000, 32000, 48000, 64000"
             ),
         })
-}
-
-fn malformed(what: impl Into<String>) -> SourceError {
-    SourceError::Malformed {
-        protocol: PROTOCOL,
-        what: what.into(),
-    }
-}
-
-fn protocol(what: impl Into<String>) -> SourceError {
-    SourceError::Protocol {
-        protocol: PROTOCOL,
-        what: what.into(),
-    }
 }
 
 #[cfg(test)]

@@ -187,7 +187,8 @@ impl AudiosocketSession {
     /// ignored. After an error the session refuses all input: the connection is to be closed.
     pub fn on_bytes(&mut self, data: &[u8]) -> Result<Vec<SourceEvent>, SourceError> {
         if self.failed {
-            return Err(protocol(
+            return Err(SourceError::protocol(
+                PROTOCOL,
                 "the session already failed; the connection must close",
             ));
         }
@@ -261,14 +262,15 @@ impl AudiosocketSession {
     /// Everything that can be judged from the header alone, before the payload is buffered.
     fn check_header(&self, kind: u8, len: usize) -> Result<(), SourceError> {
         if self.call_id.is_none() && kind != KIND_UUID {
-            return Err(protocol(format!(
-                "frame type {kind:#04x} before the UUID frame"
-            )));
+            return Err(SourceError::protocol(
+                PROTOCOL,
+                format!("frame type {kind:#04x} before the UUID frame"),
+            ));
         }
         let limit_ok = match kind {
             KIND_UUID => {
                 if self.call_id.is_some() {
-                    return Err(protocol("a second UUID frame"));
+                    return Err(SourceError::protocol(PROTOCOL, "a second UUID frame"));
                 }
                 len == 16
             }
@@ -277,9 +279,10 @@ impl AudiosocketSession {
             _ => match audio_kind_rate(kind) {
                 Some(rate) => {
                     if !len.is_multiple_of(2) {
-                        return Err(malformed(format!(
-                            "audio frame of {len} bytes: not whole 16-bit samples"
-                        )));
+                        return Err(SourceError::malformed(
+                            PROTOCOL,
+                            format!("audio frame of {len} bytes: not whole 16-bit samples"),
+                        ));
                     }
                     len <= rate as usize * 2 * MAX_AUDIO_SECONDS
                 }
@@ -294,9 +297,10 @@ impl AudiosocketSession {
         if limit_ok {
             Ok(())
         } else {
-            Err(malformed(format!(
-                "frame type {kind:#04x} with a {len}-byte payload"
-            )))
+            Err(SourceError::malformed(
+                PROTOCOL,
+                format!("frame type {kind:#04x} with a {len}-byte payload"),
+            ))
         }
     }
 
@@ -308,9 +312,9 @@ impl AudiosocketSession {
     ) -> Result<(), SourceError> {
         match kind {
             KIND_UUID => {
-                let id: &[u8; 16] = payload
-                    .try_into()
-                    .map_err(|_| malformed("UUID payload is not 16 bytes"))?;
+                let id: &[u8; 16] = payload.try_into().map_err(|_| {
+                    SourceError::malformed(PROTOCOL, "UUID payload is not 16 bytes")
+                })?;
                 let call_id = format_uuid(id);
                 tracing::debug!(call_id, leg = %self.leg, "audiosocket: call connected");
                 self.call_id = Some(call_id);
@@ -319,9 +323,10 @@ impl AudiosocketSession {
                 let byte = payload.first().copied().unwrap_or(0);
                 let digit = char::from(byte).to_ascii_uppercase();
                 if !(digit.is_ascii_digit() || matches!(digit, '*' | '#' | 'A'..='D')) {
-                    return Err(malformed(format!(
-                        "DTMF byte {byte:#04x} is not a DTMF key"
-                    )));
+                    return Err(SourceError::malformed(
+                        PROTOCOL,
+                        format!("DTMF byte {byte:#04x} is not a DTMF key"),
+                    ));
                 }
                 let dtmf = SourceEvent::Dtmf {
                     digit,
@@ -435,20 +440,6 @@ fn describe_error(payload: &[u8]) -> String {
             let more = if longer.len() > 16 { "..." } else { "" };
             format!("AudioSocket error, payload {hex}{more}")
         }
-    }
-}
-
-fn malformed(what: impl Into<String>) -> SourceError {
-    SourceError::Malformed {
-        protocol: PROTOCOL,
-        what: what.into(),
-    }
-}
-
-fn protocol(what: impl Into<String>) -> SourceError {
-    SourceError::Protocol {
-        protocol: PROTOCOL,
-        what: what.into(),
     }
 }
 

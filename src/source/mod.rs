@@ -104,3 +104,19 @@ pub enum SourceError {
         what: String,
     },
 }
+
+impl SourceError {
+    pub fn malformed(protocol: &'static str, what: impl Into<String>) -> Self {
+        SourceError::Malformed {
+            protocol,
+            what: what.into(),
+        }
+    }
+
+    pub fn protocol(protocol: &'static str, what: impl Into<String>) -> Self {
+        SourceError::Protocol {
+            protocol,
+            what: what.into(),
+        }
+    }
+}

@@ -127,7 +127,8 @@ impl TwilioSession {
     /// the connection (and call [`on_close`](Self::on_close) so the call gets its end).
     pub fn on_text(&mut self, frame: &str) -> Result<Vec<SourceEvent>, SourceError> {
         if self.failed {
-            return Err(protocol(
+            return Err(SourceError::protocol(
+                PROTOCOL,
                 "the session already failed; the connection must close",
             ));
         }
@@ -158,11 +159,11 @@ impl TwilioSession {
             );
             return Ok(Vec::new());
         }
-        let message: Value =
-            serde_json::from_str(frame).map_err(|e| malformed(format!("not JSON: {e}")))?;
+        let message: Value = serde_json::from_str(frame)
+            .map_err(|e| SourceError::malformed(PROTOCOL, format!("not JSON: {e}")))?;
         let message = message
             .as_object()
-            .ok_or_else(|| malformed("message is not a JSON object"))?;
+            .ok_or_else(|| SourceError::malformed(PROTOCOL, "message is not a JSON object"))?;
         let event = req_str(message, "event", "message")?;
         match event {
             "connected" => self.on_connected(message),
@@ -184,10 +185,13 @@ impl TwilioSession {
         message: &Map<String, Value>,
     ) -> Result<Vec<SourceEvent>, SourceError> {
         if self.phase != Phase::AwaitingStart {
-            return Err(protocol("`connected` after `start`"));
+            return Err(SourceError::protocol(PROTOCOL, "`connected` after `start`"));
         }
         if self.connected_seen {
-            return Err(protocol("a second `connected` message"));
+            return Err(SourceError::protocol(
+                PROTOCOL,
+                "a second `connected` message",
+            ));
         }
         let protocol_name = opt_str(message, "protocol", "connected")?;
         let version = opt_str(message, "version", "connected")?;
@@ -202,21 +206,22 @@ impl TwilioSession {
 
     fn on_start(&mut self, message: &Map<String, Value>) -> Result<Vec<SourceEvent>, SourceError> {
         if self.phase != Phase::AwaitingStart {
-            return Err(protocol("a second `start` message"));
+            return Err(SourceError::protocol(PROTOCOL, "a second `start` message"));
         }
         let start = req_obj(message, "start", "start message")?;
         let call_id = req_str(start, "callSid", "start")?;
         if call_id.is_empty() {
-            return Err(malformed("start.callSid is empty"));
+            return Err(SourceError::malformed(PROTOCOL, "start.callSid is empty"));
         }
         let inner_sid = opt_str(start, "streamSid", "start")?;
         let outer_sid = opt_str(message, "streamSid", "start message")?;
         if let (Some(a), Some(b)) = (inner_sid, outer_sid)
             && a != b
         {
-            return Err(malformed(format!(
-                "start.streamSid {a:?} differs from the message's streamSid {b:?}"
-            )));
+            return Err(SourceError::malformed(
+                PROTOCOL,
+                format!("start.streamSid {a:?} differs from the message's streamSid {b:?}"),
+            ));
         }
         opt_str(start, "accountSid", "start")?;
 
@@ -226,7 +231,12 @@ impl TwilioSession {
         let params = match start.get("customParameters") {
             None | Some(Value::Null) => None,
             Some(Value::Object(params)) => Some(params),
-            Some(_) => return Err(malformed("start.customParameters is not an object")),
+            Some(_) => {
+                return Err(SourceError::malformed(
+                    PROTOCOL,
+                    "start.customParameters is not an object",
+                ));
+            }
         };
         let param = |name: &str| {
             params
@@ -281,25 +291,36 @@ impl TwilioSession {
         let track_name = req_str(media, "track", "media")?;
         let timestamp_ms = req_u64(media, "timestamp", "media")?;
         if let Some(chunk) = media.get("chunk") {
-            as_u64(chunk).ok_or_else(|| malformed("media.chunk is not a whole number"))?;
+            as_u64(chunk).ok_or_else(|| {
+                SourceError::malformed(PROTOCOL, "media.chunk is not a whole number")
+            })?;
         }
         let payload = req_str(media, "payload", "media")?;
-        let bytes = LENIENT_BASE64
-            .decode(payload)
-            .map_err(|e| malformed(format!("media.payload is not base64: {e}")))?;
-        let at_sample = timestamp_ms
-            .checked_mul(SAMPLES_PER_MS)
-            .ok_or_else(|| malformed(format!("media.timestamp {timestamp_ms} is out of range")))?;
+        let bytes = LENIENT_BASE64.decode(payload).map_err(|e| {
+            SourceError::malformed(PROTOCOL, format!("media.payload is not base64: {e}"))
+        })?;
+        let at_sample = timestamp_ms.checked_mul(SAMPLES_PER_MS).ok_or_else(|| {
+            SourceError::malformed(
+                PROTOCOL,
+                format!("media.timestamp {timestamp_ms} is out of range"),
+            )
+        })?;
 
         let track = match track_name {
             "inbound" => self.inbound.as_mut(),
             "outbound" => self.outbound.as_mut(),
-            other => return Err(malformed(format!("unknown media track {other:?}"))),
+            other => {
+                return Err(SourceError::malformed(
+                    PROTOCOL,
+                    format!("unknown media track {other:?}"),
+                ));
+            }
         }
         .ok_or_else(|| {
-            protocol(format!(
-                "media for track {track_name:?}, which `start` did not announce"
-            ))
+            SourceError::protocol(
+                PROTOCOL,
+                format!("media for track {track_name:?}, which `start` did not announce"),
+            )
         })?;
 
         self.last_media_ms = timestamp_ms;
@@ -340,8 +361,12 @@ impl TwilioSession {
         let dtmf = req_obj(message, "dtmf", "dtmf message")?;
         opt_str(dtmf, "track", "dtmf")?;
         let digit = req_str(dtmf, "digit", "dtmf")?;
-        let digit = dtmf_digit(digit)
-            .ok_or_else(|| malformed(format!("dtmf.digit {digit:?} is not one DTMF key")))?;
+        let digit = dtmf_digit(digit).ok_or_else(|| {
+            SourceError::malformed(
+                PROTOCOL,
+                format!("dtmf.digit {digit:?} is not one DTMF key"),
+            )
+        })?;
         Ok(vec![SourceEvent::Dtmf {
             digit,
             at_ms: self.last_media_ms,
@@ -367,13 +392,14 @@ impl TwilioSession {
                 if let Some(sid) = opt_str(stop, "callSid", "stop")?
                     && Some(sid) != self.call_id.as_deref()
                 {
-                    return Err(protocol(format!(
-                        "stop.callSid {sid:?} is not this stream's call"
-                    )));
+                    return Err(SourceError::protocol(
+                        PROTOCOL,
+                        format!("stop.callSid {sid:?} is not this stream's call"),
+                    ));
                 }
                 opt_str(stop, "accountSid", "stop")?;
             }
-            Some(_) => return Err(malformed("stop is not an object")),
+            Some(_) => return Err(SourceError::malformed(PROTOCOL, "stop is not an object")),
         }
         self.phase = Phase::Stopped;
         self.call_open = false;
@@ -387,16 +413,20 @@ impl TwilioSession {
     fn require_streaming(&self, event: &str) -> Result<(), SourceError> {
         match self.phase {
             Phase::Streaming => Ok(()),
-            _ => Err(protocol(format!("`{event}` before `start`"))),
+            _ => Err(SourceError::protocol(
+                PROTOCOL,
+                format!("`{event}` before `start`"),
+            )),
         }
     }
 
     fn check_stream_sid(&self, message: &Map<String, Value>) -> Result<(), SourceError> {
         let sid = opt_str(message, "streamSid", "message")?;
         match (sid, self.stream_sid.as_deref()) {
-            (Some(got), Some(expected)) if got != expected => Err(protocol(format!(
-                "streamSid {got:?} is not this stream's {expected:?}"
-            ))),
+            (Some(got), Some(expected)) if got != expected => Err(SourceError::protocol(
+                PROTOCOL,
+                format!("streamSid {got:?} is not this stream's {expected:?}"),
+            )),
             _ => Ok(()),
         }
     }
@@ -405,27 +435,33 @@ impl TwilioSession {
 fn parse_tracks(start: &Map<String, Value>) -> Result<Vec<Leg>, SourceError> {
     let tracks = start
         .get("tracks")
-        .ok_or_else(|| malformed("start.tracks is missing"))?
+        .ok_or_else(|| SourceError::malformed(PROTOCOL, "start.tracks is missing"))?
         .as_array()
-        .ok_or_else(|| malformed("start.tracks is not an array"))?;
+        .ok_or_else(|| SourceError::malformed(PROTOCOL, "start.tracks is not an array"))?;
     let mut legs = Vec::with_capacity(2);
     for track in tracks {
         let leg = match track.as_str() {
             Some("inbound") => Leg::Customer,
             Some("outbound") => Leg::Agent,
             Some(other) => {
-                return Err(malformed(format!(
-                    "unknown track {other:?} in start.tracks"
-                )));
+                return Err(SourceError::malformed(
+                    PROTOCOL,
+                    format!("unknown track {other:?} in start.tracks"),
+                ));
             }
-            None => return Err(malformed("start.tracks holds a non-string")),
+            None => {
+                return Err(SourceError::malformed(
+                    PROTOCOL,
+                    "start.tracks holds a non-string",
+                ));
+            }
         };
         if !legs.contains(&leg) {
             legs.push(leg);
         }
     }
     if legs.is_empty() {
-        return Err(malformed("start.tracks is empty"));
+        return Err(SourceError::malformed(PROTOCOL, "start.tracks is empty"));
     }
     Ok(legs)
 }
@@ -535,20 +571,6 @@ fn url_variants(url: &str) -> Vec<String> {
     variants
 }
 
-fn malformed(what: impl Into<String>) -> SourceError {
-    SourceError::Malformed {
-        protocol: PROTOCOL,
-        what: what.into(),
-    }
-}
-
-fn protocol(what: impl Into<String>) -> SourceError {
-    SourceError::Protocol {
-        protocol: PROTOCOL,
-        what: what.into(),
-    }
-}
-
 fn req_obj<'a>(
     obj: &'a Map<String, Value>,
     key: &str,
@@ -556,8 +578,14 @@ fn req_obj<'a>(
 ) -> Result<&'a Map<String, Value>, SourceError> {
     match obj.get(key) {
         Some(Value::Object(inner)) => Ok(inner),
-        Some(_) => Err(malformed(format!("{within}: `{key}` is not an object"))),
-        None => Err(malformed(format!("{within}: `{key}` is missing"))),
+        Some(_) => Err(SourceError::malformed(
+            PROTOCOL,
+            format!("{within}: `{key}` is not an object"),
+        )),
+        None => Err(SourceError::malformed(
+            PROTOCOL,
+            format!("{within}: `{key}` is missing"),
+        )),
     }
 }
 
@@ -566,7 +594,8 @@ fn req_str<'a>(
     key: &str,
     within: &str,
 ) -> Result<&'a str, SourceError> {
-    opt_str(obj, key, within)?.ok_or_else(|| malformed(format!("{within}: `{key}` is missing")))
+    opt_str(obj, key, within)?
+        .ok_or_else(|| SourceError::malformed(PROTOCOL, format!("{within}: `{key}` is missing")))
 }
 
 /// A string field that may be absent (or null) but must be a string when present.
@@ -578,7 +607,10 @@ fn opt_str<'a>(
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(malformed(format!("{within}: `{key}` is not a string"))),
+        Some(_) => Err(SourceError::malformed(
+            PROTOCOL,
+            format!("{within}: `{key}` is not a string"),
+        )),
     }
 }
 
@@ -586,9 +618,13 @@ fn opt_str<'a>(
 fn req_u64(obj: &Map<String, Value>, key: &str, within: &str) -> Result<u64, SourceError> {
     let value = obj
         .get(key)
-        .ok_or_else(|| malformed(format!("{within}: `{key}` is missing")))?;
-    as_u64(value)
-        .ok_or_else(|| malformed(format!("{within}: `{key}` is not a whole number: {value}")))
+        .ok_or_else(|| SourceError::malformed(PROTOCOL, format!("{within}: `{key}` is missing")))?;
+    as_u64(value).ok_or_else(|| {
+        SourceError::malformed(
+            PROTOCOL,
+            format!("{within}: `{key}` is not a whole number: {value}"),
+        )
+    })
 }
 
 fn as_u64(value: &Value) -> Option<u64> {
