@@ -4,7 +4,7 @@ CARGO ?= cargo
 MODEL ?= base
 FIXTURES := tests/scenarios/audio
 
-.PHONY: all deps build release model fixtures demo test eval bench bench-rtf lint clean
+.PHONY: all deps build release model fixtures demo serve test eval bench bench-rtf lint clean
 
 all: build
 
@@ -32,6 +32,13 @@ fixtures: deps
 demo: model fixtures
 	@echo "== callguard analyze $(FIXTURES)/demo-call.wav"
 	./target/release/callguard analyze $(FIXTURES)/demo-call.wav --stats
+
+# The daemon replaying two sample calls in a loop; prints a supervisor token for /ws.
+serve: model fixtures
+	@./target/release/callguard token revoke demo-supervisor >/dev/null 2>&1 || true
+	@echo "supervisor token (ws://127.0.0.1:8686/ws?token=TOKEN):"
+	@./target/release/callguard token create --role supervisor --name demo-supervisor | tail -n 1
+	./target/release/callguard serve --replay $(FIXTURES)/demo-call.wav --replay $(FIXTURES)/en-media-threat.wav --loop
 
 # The whole suite, end-to-end tests with the real model included.
 test: model fixtures

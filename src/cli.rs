@@ -48,6 +48,30 @@ pub enum Command {
     /// Create, list and revoke access tokens (only their hashes are stored).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Run the daemon: live calls (replayed recordings, for now) streamed to supervisors
+    /// over websockets at /ws.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8686")]
+    pub listen: std::net::SocketAddr,
+    /// Data folder (tokens).
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// A recording to play as a live call (repeatable).
+    #[arg(long)]
+    pub replay: Vec<PathBuf>,
+    /// Replay the recordings again and again.
+    #[arg(long = "loop")]
+    pub loop_replay: bool,
+    /// Replay pace: 1.0 is real time.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +249,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Model(cmd) => model(cmd),
         Command::Eval(args) => eval(args),
         Command::Token(cmd) => token(cmd),
+        Command::Serve(args) => serve(args),
     }
 }
 
@@ -355,6 +380,62 @@ fn eval(args: EvalArgs) -> Result<()> {
             totals.calls - totals.passed,
             totals.calls
         )
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let cfg = args.pipeline.config()?;
+    let opts = crate::app::ServeOptions {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        lang: args.pipeline.lang,
+        replay: args.replay,
+        loop_replay: args.loop_replay,
+        replay_speed: args.speed,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signal.cancel();
+        });
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            if let Ok(addr) = ready_rx.await {
+                eprintln!(
+                    "callguard serving on http://{addr} (websocket: ws://{addr}/ws?token=...)"
+                );
+            }
+        });
+        crate::app::run(cfg, opts, shutdown, Some(ready_tx)).await
+    })
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -16,11 +16,13 @@
 //! | [`event`]    | the event enum shared by `analyze`, and later the websockets and the store |
 //! | [`live`]     | one live call as an async task: source events in, events out as audio arrives |
 //! | [`analyze`]  | the offline pipeline: a recorded call in, ordered events out |
-//! | [`hub`]      | supervisor/agent side: tokens and roles (the websocket server comes with `serve`) |
+//! | [`hub`]      | supervisor/agent side: tokens and roles, the `/ws` websocket server |
 //! | [`eval`]     | `eval`: scenario calls against expectations; precision, recall, time-to-alert |
+//! | [`app`]      | `serve`: wires the stages, owns shutdown (cancellation token, task tracker) |
 //! | [`cli`]      | command-line parsing and the subcommands; `main.rs` only calls it |
 
 pub mod analyze;
+pub mod app;
 pub mod asr;
 pub mod audio;
 pub mod cli;

@@ -1,4 +1,5 @@
-//! The supervisor and agent side of the daemon. Today: access tokens and roles (`auth`); the
-//! websocket server and its protocol come with `callguard serve`.
+//! The supervisor and agent side of the daemon: access tokens and roles (`auth`) and the
+//! websocket server (`server`).
 
 pub mod auth;
+pub mod server;

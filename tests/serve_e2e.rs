@@ -1,0 +1,126 @@
+//! The daemon end to end: the real server on port 0 replays an escalating call as a live call,
+//! and a real websocket client with a supervisor token receives the snapshot, the call's
+//! transcripts and its transfer prompt; a bad token is refused before the upgrade; shutdown
+//! drains and closes the socket.
+
+mod common;
+
+use std::time::Duration;
+
+use callguard::app::{ServeOptions, run};
+use callguard::config::{AsrConfig, Config};
+use callguard::hub::auth::{Role, TokenStore};
+use common::*;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_sees_a_replayed_call_and_its_transfer_prompt_live() {
+    let data = tempfile::tempdir().unwrap();
+    let mut store = TokenStore::open(data.path()).unwrap();
+    let token = store.create("sup", Role::Supervisor, None, 0).unwrap();
+    let cfg = Config {
+        asr: AsrConfig {
+            model: model(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let opts = ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.path().to_owned(),
+        lang: Some(callguard::config::LanguageSetting::En),
+        replay: vec![fixture("en-media-threat.wav")],
+        loop_replay: false,
+        // Twice real time keeps the test short; Whisper keeps up on two cores.
+        replay_speed: 2.0,
+    };
+    let shutdown = CancellationToken::new();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(run(cfg, opts, shutdown.clone(), Some(ready_tx)));
+    let addr = ready_rx.await.expect("server ready");
+
+    // A wrong token is refused before the upgrade.
+    let bad = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token=cg_nope")).await;
+    match bad {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 401)
+        }
+        other => panic!("bad token accepted: {other:?}"),
+    }
+    let health = reqwest_like_get(addr, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}"))
+        .await
+        .expect("supervisor connects");
+    let mut messages: Vec<Value> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut alert_at = None;
+    while alert_at.is_none() {
+        let next = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no alert in time; got {messages:?}"));
+        let Some(Ok(Message::Text(text))) = next else {
+            panic!("socket ended: {next:?}; got {messages:?}")
+        };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        if v["type"] == "alert" {
+            alert_at = Some(tokio::time::Instant::now());
+        }
+        messages.push(v);
+    }
+    assert_eq!(messages[0]["type"], "snapshot");
+    assert_eq!(messages[0]["version"], 1);
+    let kinds: Vec<&str> = messages
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"call_started") || messages[0]["calls"].as_array().unwrap().len() == 1);
+    assert!(kinds.contains(&"transcript"), "{kinds:?}");
+    let alert = messages.last().unwrap();
+    assert!(
+        alert["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "threat_media"),
+        "{alert}"
+    );
+    assert!(
+        alert["call_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("replay-0-en-media-threat")
+    );
+
+    // Shutdown: the call drains, the socket is closed by the server, run returns Ok.
+    shutdown.cancel();
+    let mut closed = false;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
+        if matches!(msg, Ok(Message::Close(_)) | Err(_)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the server did not close the socket");
+    tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .expect("drained in time")
+        .unwrap()
+        .unwrap();
+}
+
+/// A plain HTTP GET over TCP (no HTTP client dependency needed for one request).
+async fn reqwest_like_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
