@@ -21,9 +21,10 @@ use axum::routing::get;
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::auth::{Action, Principal, TokenStore, bearer_token, can};
-use crate::event::Event;
+use crate::event::{Event, Transcript};
 use crate::risk::Level;
 use crate::source::CallInfo;
 
@@ -47,7 +48,7 @@ pub struct CallView {
     pub level: Level,
     pub score: f32,
     pub open_alerts: Vec<String>,
-    pub last_lines: Vec<serde_json::Value>,
+    pub last_lines: Vec<Transcript>,
 }
 
 /// The live state every new client is shown, and the channel every client listens to.
@@ -123,10 +124,8 @@ impl Hub {
         {
             agent = view.call.agent.clone();
             match event {
-                Event::Transcript(_) => {
-                    if let Ok(v) = serde_json::from_str(&json) {
-                        view.last_lines.push(v);
-                    }
+                Event::Transcript(t) => {
+                    view.last_lines.push(t.clone());
                     let excess = view.last_lines.len().saturating_sub(SNAPSHOT_LINES);
                     view.last_lines.drain(..excess);
                 }
@@ -268,8 +267,6 @@ async fn client(mut socket: WebSocket, hub: Arc<Hub>, who: Principal, shutdown: 
     .instrument(span)
     .await;
 }
-
-use tracing::Instrument;
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let _ = socket
