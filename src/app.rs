@@ -1,11 +1,12 @@
 //! `callguard serve`, first version: wires the stages and owns shutdown. It loads the model
-//! and the lexicon once, starts the Whisper workers, serves `/ws` and `/healthz`, and runs each
-//! replayed recording as a live call (`live::run_call`) whose events go to the hub.
+//! and the lexicon once, starts the Whisper workers, serves `/ws`, `/ingest/twilio` and
+//! `/healthz`, and runs each replayed recording as a live call (`live::run_call`) whose events
+//! go to the hub.
 //!
 //! Shutdown is a `CancellationToken` the caller passes in (Ctrl-C/SIGTERM in `main`, the test's
 //! own token in tests): replays stop, each call drains its queued utterances and sends its
 //! summary, websockets close with 1001, then `run` returns. Every task is tracked.
-//! Not here yet: the phone-system ingest endpoints, the sound card, metrics, the store.
+//! Not here yet: the audio-fork and AudioSocket endpoints, the sound card, metrics, the store.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use crate::hub::server::{Hub, router};
 use crate::live::{LiveContext, run_call};
 use crate::monitor::load_lexicon;
 use crate::source::replay::Replay;
+use crate::source::{CallInfo, EndReason, SourceEvent};
 
 /// Runtime settings of the daemon (flags, not config).
 #[derive(Debug, Clone)]
@@ -71,7 +73,7 @@ pub async fn run(
     if let Some(ready) = ready {
         let _ = ready.send(addr);
     }
-    let app = router(Arc::clone(&hub), shutdown.clone());
+    let app = router(Arc::clone(&hub), Arc::clone(&ctx), shutdown.clone());
     let server_shutdown = shutdown.clone();
     let server = tracker.spawn(async move {
         axum::serve(listener, app)
@@ -126,7 +128,34 @@ fn replay_id(path: &std::path::Path, i: usize) -> String {
     format!("replay-{i}-{stem}")
 }
 
-/// One replayed call: the player feeds the call task; its events go to the hub.
+/// Starts hosting a live call: the call task (`live::run_call`) and the forwarding of its
+/// events to the hub. Feed the returned sender with the call's source events; the handle
+/// finishes once the call has drained and its `call_ended` has gone out.
+pub fn host_call(
+    info: CallInfo,
+    ctx: Arc<LiveContext>,
+    hub: Arc<Hub>,
+) -> (mpsc::Sender<SourceEvent>, tokio::task::JoinHandle<()>) {
+    let call_id = info.call_id.clone();
+    let (in_tx, in_rx) = mpsc::channel(CALL_INPUT);
+    let (out_tx, mut out_rx) = mpsc::channel(CALL_OUTPUT);
+    hub.call_started(&info);
+    let call = tokio::spawn(run_call(info, in_rx, ctx, out_tx));
+    let handle = tokio::spawn(async move {
+        while let Some(event) = out_rx.recv().await {
+            hub.event(&event);
+        }
+        match call.await {
+            Ok(Ok(outcome)) => tracing::info!(call_id, ?outcome.end, "call finished"),
+            Ok(Err(e)) => tracing::error!(call_id, error = %e, "call failed"),
+            Err(e) => tracing::error!(call_id, error = %e, "call task panicked"),
+        }
+        hub.call_ended(&call_id);
+    });
+    (in_tx, handle)
+}
+
+/// One replayed call: the player feeds the hosted call until it ends or shutdown.
 async fn one_call(
     replay: Replay,
     ctx: Arc<LiveContext>,
@@ -134,30 +163,13 @@ async fn one_call(
     speed: f64,
     stop: CancellationToken,
 ) {
-    let info = replay.info.clone();
-    let call_id = info.call_id.clone();
-    let (in_tx, in_rx) = mpsc::channel(CALL_INPUT);
-    let (out_tx, mut out_rx) = mpsc::channel(CALL_OUTPUT);
-    hub.call_started(&info);
-    let call = tokio::spawn(run_call(info, in_rx, ctx, out_tx));
-    let player = tokio::spawn(async move {
-        tokio::select! {
-            _ = replay.play(in_tx.clone(), speed) => {}
-            _ = stop.cancelled() => {
-                let _ = in_tx.send(crate::source::SourceEvent::Ended(
-                    crate::source::EndReason::Disconnected,
-                )).await;
-            }
+    let (in_tx, handle) = host_call(replay.info.clone(), ctx, hub);
+    tokio::select! {
+        _ = replay.play(in_tx.clone(), speed) => {}
+        _ = stop.cancelled() => {
+            let _ = in_tx.send(SourceEvent::Ended(EndReason::Disconnected)).await;
         }
-    });
-    while let Some(event) = out_rx.recv().await {
-        hub.event(&event);
     }
-    let _ = player.await;
-    match call.await {
-        Ok(Ok(outcome)) => tracing::info!(call_id, ?outcome.end, "call finished"),
-        Ok(Err(e)) => tracing::error!(call_id, error = %e, "call failed"),
-        Err(e) => tracing::error!(call_id, error = %e, "call task panicked"),
-    }
-    hub.call_ended(&call_id);
+    drop(in_tx);
+    let _ = handle.await;
 }

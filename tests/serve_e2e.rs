@@ -124,3 +124,158 @@ async fn reqwest_like_get(addr: std::net::SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// The server with no replay, a supervisor token and an ingest token.
+async fn start_plain() -> (
+    std::net::SocketAddr,
+    String,
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    tempfile::TempDir,
+) {
+    let data = tempfile::tempdir().unwrap();
+    let mut store = TokenStore::open(data.path()).unwrap();
+    let sup = store.create("sup", Role::Supervisor, None, 0).unwrap();
+    let ingest = store.create("twilio", Role::Ingest, None, 0).unwrap();
+    let cfg = Config {
+        asr: AsrConfig {
+            model: model(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let opts = ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.path().to_owned(),
+        lang: Some(callguard::config::LanguageSetting::En),
+        replay: vec![],
+        loop_replay: false,
+        replay_speed: 1.0,
+    };
+    let shutdown = CancellationToken::new();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(run(cfg, opts, shutdown.clone(), Some(ready_tx)));
+    let addr = ready_rx.await.expect("server ready");
+    (addr, sup, ingest, shutdown, server, data)
+}
+
+fn twilio_start(call_sid: &str, token: &str) -> String {
+    serde_json::json!({
+        "event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
+        "start": {
+            "accountSid": "AC1", "streamSid": "MZ1", "callSid": call_sid,
+            "tracks": ["inbound", "outbound"],
+            "customParameters": {"token": token},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twilio_stream_becomes_a_live_call_that_supervisors_watch() {
+    use base64::Engine;
+    use callguard::audio::g711::{f32_to_i16, i16_to_ulaw};
+    use futures_util::SinkExt;
+
+    let (addr, sup, ingest, shutdown, server, _data) = start_plain().await;
+    let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
+        .await
+        .unwrap();
+
+    // A stream whose start carries no valid token is closed before its audio is used.
+    let (mut rogue, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ingest/twilio"))
+        .await
+        .unwrap();
+    rogue
+        .send(Message::text(twilio_start("CArogue", "cg_wrong")))
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), rogue.next()).await;
+    match closed {
+        Ok(Some(Ok(Message::Close(Some(frame))))) => assert_eq!(u16::from(frame.code), 1008),
+        other => panic!("rogue stream not refused: {other:?}"),
+    }
+
+    // The real call: both tracks of a recorded escalating call, as Twilio sends them.
+    let audio = callguard::audio::wav::read_wav(&fixture("en-media-threat.wav")).unwrap();
+    let (mut twilio, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ingest/twilio"))
+        .await
+        .unwrap();
+    twilio
+        .send(Message::text(
+            r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+        ))
+        .await
+        .unwrap();
+    twilio
+        .send(Message::text(twilio_start("CA42", &ingest)))
+        .await
+        .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let frames = audio.channels[0].len() / 160;
+    for i in 0..frames {
+        for (track, ch) in [("inbound", 0), ("outbound", 1)] {
+            let payload: Vec<u8> = audio.channels[ch][i * 160..(i + 1) * 160]
+                .iter()
+                .map(|&x| i16_to_ulaw(f32_to_i16(x)))
+                .collect();
+            let msg = serde_json::json!({
+                "event": "media", "sequenceNumber": (i * 2 + 2).to_string(), "streamSid": "MZ1",
+                "media": {"track": track, "chunk": (i + 1).to_string(),
+                          "timestamp": (i * 20).to_string(), "payload": b64.encode(&payload)}
+            });
+            twilio.send(Message::text(msg.to_string())).await.unwrap();
+        }
+    }
+    twilio
+        .send(Message::text(
+            r#"{"event":"stop","sequenceNumber":"99999","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA42"}}"#,
+        ))
+        .await
+        .unwrap();
+
+    // The supervisor sees the call start, its words and its transfer prompt, then its end.
+    let mut kinds = Vec::new();
+    let mut alert = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let next = tokio::time::timeout_at(deadline, watcher.next())
+            .await
+            .unwrap_or_else(|_| panic!("call did not end in time: {kinds:?}"));
+        let Some(Ok(Message::Text(text))) = next else {
+            panic!("watcher socket ended: {next:?}")
+        };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let kind = v["type"].as_str().unwrap().to_owned();
+        if kind == "call_started" {
+            assert_eq!(v["call"]["source"], "twilio");
+            assert_eq!(v["call_id"], "CA42", "the rogue call must never start");
+        }
+        if kind == "alert" {
+            alert = Some(v.clone());
+        }
+        kinds.push(kind.clone());
+        if kind == "call_ended" {
+            break;
+        }
+    }
+    assert!(kinds.contains(&"transcript".to_owned()), "{kinds:?}");
+    let alert = alert.unwrap_or_else(|| panic!("no alert: {kinds:?}"));
+    assert_eq!(alert["call_id"], "CA42");
+    assert!(
+        alert["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "threat_media"),
+        "{alert}"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .expect("drained in time")
+        .unwrap()
+        .unwrap();
+}

@@ -6,8 +6,9 @@
 //!
 //! Fan-out is a broadcast channel: a client that falls a full buffer behind is disconnected
 //! with close code 1008 and a reason, so a stuck screen never slows the pipeline.
+//! Ingest: `/ingest/twilio` (Twilio Media Streams) hosts a live call per stream.
 //! Not here yet: client commands (subscribe, accept_transfer, dismiss_alert), alert re-sends,
-//! the webhook, ingest endpoints and /metrics.
+//! the webhook, the audio-fork and AudioSocket endpoints, signature checks and /metrics.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,8 +26,11 @@ use tracing::Instrument;
 
 use super::auth::{Action, Principal, TokenStore, bearer_token, can};
 use crate::event::{Event, Transcript};
+use crate::live::LiveContext;
 use crate::risk::Level;
 use crate::source::CallInfo;
+use crate::source::SourceEvent;
+use crate::source::twilio::TwilioSession;
 
 /// The hub protocol version, sent in the first message.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -173,12 +177,25 @@ fn visible(p: &Principal, agent: Option<&str>) -> bool {
     can(p, Action::WatchAll) || agent.is_some_and(|a| can(p, Action::WatchAgent(a)))
 }
 
-/// The router: `/ws` and `/healthz`.
-pub fn router(hub: Arc<Hub>, shutdown: CancellationToken) -> Router {
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub live: Arc<LiveContext>,
+    pub shutdown: CancellationToken,
+}
+
+/// The router: `/ws`, `/ingest/twilio` and `/healthz`.
+pub fn router(hub: Arc<Hub>, live: Arc<LiveContext>, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ws", get(ws_handler))
-        .with_state((hub, shutdown))
+        .route("/ingest/twilio", get(twilio_handler))
+        .with_state(AppState {
+            hub,
+            live,
+            shutdown,
+        })
 }
 
 #[derive(serde::Deserialize)]
@@ -187,7 +204,7 @@ struct WsQuery {
 }
 
 async fn ws_handler(
-    State((hub, shutdown)): State<(Arc<Hub>, CancellationToken)>,
+    State(AppState { hub, shutdown, .. }): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
@@ -266,6 +283,84 @@ async fn client(mut socket: WebSocket, hub: Arc<Hub>, who: Principal, shutdown: 
     }
     .instrument(span)
     .await;
+}
+
+/// Twilio Media Streams. Twilio strips query strings, so besides `Authorization: Bearer` the
+/// ingest token may come as `token` in the stream's `customParameters`; a call whose `start`
+/// carries neither is refused (close 1008) before any audio is used. A malformed message
+/// closes this connection only (1007); other calls go on.
+async fn twilio_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let query = q.token.map(|t| format!("token={t}"));
+    let pre_authorised = state
+        .hub
+        .authenticate(&headers, query.as_deref())
+        .is_some_and(|p| can(&p, Action::Ingest));
+    ws.on_upgrade(move |socket| twilio_stream(socket, state, pre_authorised))
+}
+
+async fn twilio_stream(mut socket: WebSocket, state: AppState, mut authorised: bool) {
+    let mut session = TwilioSession::new();
+    let mut call = None;
+    loop {
+        let msg = tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                close(&mut socket, 1001, "server shutting down").await;
+                break;
+            }
+            msg = socket.recv() => msg,
+        };
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(_)) => continue,
+        };
+        let events = match session.on_text(text.as_str()) {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "twilio stream refused");
+                close(&mut socket, 1007, &e.to_string()).await;
+                break;
+            }
+        };
+        for event in events {
+            if let SourceEvent::Started(info) = event {
+                if !authorised {
+                    let token = session.token().map(|t| format!("token={t}"));
+                    authorised = state
+                        .hub
+                        .authenticate(&HeaderMap::new(), token.as_deref())
+                        .is_some_and(|p| can(&p, Action::Ingest));
+                }
+                if !authorised {
+                    tracing::warn!(call_id = %info.call_id, "twilio stream without a valid ingest token");
+                    close(&mut socket, 1008, "an ingest token is required").await;
+                    return;
+                }
+                call = Some(crate::app::host_call(
+                    info,
+                    Arc::clone(&state.live),
+                    Arc::clone(&state.hub),
+                ));
+            } else if let Some((tx, _)) = &call {
+                // A full channel holds this reader back: backpressure to the phone system.
+                if tx.send(event).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some((tx, handle)) = call {
+        for event in session.on_close() {
+            let _ = tx.send(event).await;
+        }
+        drop(tx);
+        let _ = handle.await;
+    }
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
