@@ -279,3 +279,95 @@ async fn a_twilio_stream_becomes_a_live_call_that_supervisors_watch() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audio_fork_stream_becomes_a_live_call_that_supervisors_watch() {
+    use callguard::audio::g711::f32_to_i16;
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let (addr, sup, ingest, shutdown, server, _data) = start_plain().await;
+    let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
+        .await
+        .unwrap();
+
+    // No token: refused before the upgrade.
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/ingest/audiofork")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 401)
+        }
+        other => panic!("audio fork without a token accepted: {other:?}"),
+    }
+
+    let mut request = format!("ws://{addr}/ingest/audiofork?token={ingest}")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "audio.drachtio.org".parse().unwrap(),
+    );
+    let (mut fork, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "audio.drachtio.org"
+    );
+    fork.send(Message::text(
+        r#"{"callSid":"fs-1","sampleRate":8000,"mixType":"stereo","agent":"1042"}"#,
+    ))
+    .await
+    .unwrap();
+    // Stereo L16, caller left: a byte stream cut into odd-sized pieces, as a socket may.
+    let audio = callguard::audio::wav::read_wav(&fixture("en-media-threat.wav")).unwrap();
+    let mut bytes = Vec::with_capacity(audio.channels[0].len() * 4);
+    for i in 0..audio.channels[0].len() {
+        for ch in 0..2 {
+            bytes.extend_from_slice(&f32_to_i16(audio.channels[ch][i]).to_le_bytes());
+        }
+    }
+    for piece in bytes.chunks(1283) {
+        fork.send(Message::binary(piece.to_vec())).await.unwrap();
+    }
+    fork.close(None).await.unwrap();
+
+    let mut kinds = Vec::new();
+    let mut alert = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let next = tokio::time::timeout_at(deadline, watcher.next())
+            .await
+            .unwrap_or_else(|_| panic!("call did not end in time: {kinds:?}"));
+        let Some(Ok(Message::Text(text))) = next else {
+            panic!("watcher socket ended: {next:?}")
+        };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let kind = v["type"].as_str().unwrap().to_owned();
+        if kind == "call_started" {
+            assert_eq!(v["call_id"], "fs-1");
+            assert_eq!(v["call"]["source"], "audiofork");
+            assert_eq!(v["call"]["agent"], "1042");
+        }
+        if kind == "alert" {
+            alert = Some(v.clone());
+        }
+        kinds.push(kind.clone());
+        if kind == "call_ended" {
+            break;
+        }
+    }
+    assert!(kinds.contains(&"transcript".to_owned()), "{kinds:?}");
+    let alert = alert.unwrap_or_else(|| panic!("no alert: {kinds:?}"));
+    assert!(
+        alert["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "threat_media"),
+        "{alert}"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .expect("drained in time")
+        .unwrap()
+        .unwrap();
+}

@@ -6,9 +6,10 @@
 //!
 //! Fan-out is a broadcast channel: a client that falls a full buffer behind is disconnected
 //! with close code 1008 and a reason, so a stuck screen never slows the pipeline.
-//! Ingest: `/ingest/twilio` (Twilio Media Streams) hosts a live call per stream.
+//! Ingest: `/ingest/twilio` (Twilio Media Streams) and `/ingest/audiofork` (FreeSWITCH
+//! mod_audio_fork, jambonz `listen`) host a live call per stream.
 //! Not here yet: client commands (subscribe, accept_transfer, dismiss_alert), alert re-sends,
-//! the webhook, the audio-fork and AudioSocket endpoints, signature checks and /metrics.
+//! the webhook, the AudioSocket listener, Twilio signature checks and /metrics.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,8 +30,9 @@ use crate::event::{Event, Transcript};
 use crate::live::LiveContext;
 use crate::risk::Level;
 use crate::source::CallInfo;
-use crate::source::SourceEvent;
+use crate::source::audiofork::{AudioforkSession, SUBPROTOCOLS};
 use crate::source::twilio::TwilioSession;
+use crate::source::{SourceError, SourceEvent};
 
 /// The hub protocol version, sent in the first message.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -185,12 +187,13 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
-/// The router: `/ws`, `/ingest/twilio` and `/healthz`.
+/// The router: `/ws`, `/ingest/twilio`, `/ingest/audiofork` and `/healthz`.
 pub fn router(hub: Arc<Hub>, live: Arc<LiveContext>, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ws", get(ws_handler))
         .route("/ingest/twilio", get(twilio_handler))
+        .route("/ingest/audiofork", get(audiofork_handler))
         .with_state(AppState {
             hub,
             live,
@@ -300,11 +303,85 @@ async fn twilio_handler(
         .hub
         .authenticate(&headers, query.as_deref())
         .is_some_and(|p| can(&p, Action::Ingest));
-    ws.on_upgrade(move |socket| twilio_stream(socket, state, pre_authorised))
+    ws.on_upgrade(move |socket| ingest_stream(socket, state, pre_authorised, TwilioSession::new()))
 }
 
-async fn twilio_stream(mut socket: WebSocket, state: AppState, mut authorised: bool) {
-    let mut session = TwilioSession::new();
+/// What the ingest loop needs from a protocol session.
+trait Ingest: Send {
+    fn text(&mut self, frame: &str) -> Result<Vec<SourceEvent>, SourceError>;
+    fn binary(&mut self, data: &[u8]) -> Result<Vec<SourceEvent>, SourceError>;
+    fn closed(&mut self) -> Vec<SourceEvent>;
+    /// An ingest token carried in the protocol itself (Twilio's customParameters).
+    fn token(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Ingest for TwilioSession {
+    fn text(&mut self, frame: &str) -> Result<Vec<SourceEvent>, SourceError> {
+        self.on_text(frame)
+    }
+    fn binary(&mut self, _data: &[u8]) -> Result<Vec<SourceEvent>, SourceError> {
+        // Twilio sends text frames only; a stray binary frame carries nothing we use.
+        Ok(Vec::new())
+    }
+    fn closed(&mut self) -> Vec<SourceEvent> {
+        self.on_close()
+    }
+    fn token(&self) -> Option<&str> {
+        TwilioSession::token(self)
+    }
+}
+
+impl Ingest for AudioforkSession {
+    fn text(&mut self, frame: &str) -> Result<Vec<SourceEvent>, SourceError> {
+        self.on_text(frame)
+    }
+    fn binary(&mut self, data: &[u8]) -> Result<Vec<SourceEvent>, SourceError> {
+        self.on_binary(data)
+    }
+    fn closed(&mut self) -> Vec<SourceEvent> {
+        self.on_close()
+    }
+}
+
+/// FreeSWITCH mod_audio_fork and jambonz `listen`: the offered subprotocol is echoed, the
+/// ingest token comes as `?token=` or `Authorization: Bearer` and is checked before the
+/// upgrade (401), the first text frame is the call's metadata, then binary L16 audio.
+async fn audiofork_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let query = q.token.map(|t| format!("token={t}"));
+    let allowed = state
+        .hub
+        .authenticate(&headers, query.as_deref())
+        .is_some_and(|p| can(&p, Action::Ingest));
+    if !allowed {
+        return (StatusCode::UNAUTHORIZED, "an ingest token is required\n").into_response();
+    }
+    let id = format!(
+        "audiofork-{}",
+        NEXT_STREAM.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    ws.protocols(SUBPROTOCOLS)
+        .on_upgrade(move |socket| ingest_stream(socket, state, true, AudioforkSession::new(id)))
+}
+
+/// Numbers streams whose metadata names no call.
+static NEXT_STREAM: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Drives one ingest connection: protocol frames in, a hosted live call out. A malformed
+/// frame closes this connection only (1007); a call without a valid ingest token never
+/// starts (1008).
+async fn ingest_stream<S: Ingest>(
+    mut socket: WebSocket,
+    state: AppState,
+    mut authorised: bool,
+    mut session: S,
+) {
     let mut call = None;
     loop {
         let msg = tokio::select! {
@@ -314,15 +391,16 @@ async fn twilio_stream(mut socket: WebSocket, state: AppState, mut authorised: b
             }
             msg = socket.recv() => msg,
         };
-        let text = match msg {
-            Some(Ok(Message::Text(t))) => t,
+        let result = match msg {
+            Some(Ok(Message::Text(t))) => session.text(t.as_str()),
+            Some(Ok(Message::Binary(b))) => session.binary(&b),
             Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
             Some(Ok(_)) => continue,
         };
-        let events = match session.on_text(text.as_str()) {
+        let events = match result {
             Ok(events) => events,
             Err(e) => {
-                tracing::warn!(error = %e, "twilio stream refused");
+                tracing::warn!(error = %e, "ingest stream refused");
                 close(&mut socket, 1007, &e.to_string()).await;
                 break;
             }
@@ -337,7 +415,7 @@ async fn twilio_stream(mut socket: WebSocket, state: AppState, mut authorised: b
                         .is_some_and(|p| can(&p, Action::Ingest));
                 }
                 if !authorised {
-                    tracing::warn!(call_id = %info.call_id, "twilio stream without a valid ingest token");
+                    tracing::warn!(call_id = %info.call_id, "ingest stream without a valid token");
                     close(&mut socket, 1008, "an ingest token is required").await;
                     return;
                 }
@@ -355,7 +433,7 @@ async fn twilio_stream(mut socket: WebSocket, state: AppState, mut authorised: b
         }
     }
     if let Some((tx, handle)) = call {
-        for event in session.on_close() {
+        for event in session.closed() {
             let _ = tx.send(event).await;
         }
         drop(tx);
