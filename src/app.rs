@@ -1,12 +1,13 @@
 //! `callguard serve`, first version: wires the stages and owns shutdown. It loads the model
 //! and the lexicon once, starts the Whisper workers, serves `/ws`, `/ingest/twilio` and
-//! `/healthz`, and runs each replayed recording as a live call (`live::run_call`) whose events
+//! `/healthz` and the AudioSocket listener, and runs each replayed recording as a live call
+//! (`live::run_call`) whose events
 //! go to the hub.
 //!
 //! Shutdown is a `CancellationToken` the caller passes in (Ctrl-C/SIGTERM in `main`, the test's
 //! own token in tests): replays stop, each call drains its queued utterances and sends its
 //! summary, websockets close with 1001, then `run` returns. Every task is tracked.
-//! Not here yet: the audio-fork and AudioSocket endpoints, the sound card, metrics, the store.
+//! Not here yet: the sound card, metrics, the store.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,11 +19,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::asr::worker::{AsrPool, Model, WorkerSettings};
+use crate::audio::Leg;
 use crate::config::{Config, LanguageSetting};
 use crate::hub::auth::TokenStore;
 use crate::hub::server::{Hub, router};
 use crate::live::{LiveContext, run_call};
 use crate::monitor::load_lexicon;
+use crate::source::audiosocket::AudiosocketSession;
 use crate::source::replay::Replay;
 use crate::source::{CallInfo, EndReason, SourceEvent};
 
@@ -38,6 +41,10 @@ pub struct ServeOptions {
     pub loop_replay: bool,
     /// Replay pace: 1.0 is real time.
     pub replay_speed: f64,
+    /// Where to accept Asterisk AudioSocket connections (none: no listener).
+    pub audiosocket: Option<SocketAddr>,
+    /// The leg an AudioSocket connection carries (one mono leg per connection).
+    pub audiosocket_leg: Leg,
 }
 
 /// Source events buffered per call before the source waits (backpressure).
@@ -80,6 +87,35 @@ pub async fn run(
             .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
             .await
     });
+
+    if let Some(at) = opts.audiosocket {
+        let listener = tokio::net::TcpListener::bind(at)
+            .await
+            .with_context(|| format!("cannot listen for AudioSocket on {at}"))?;
+        tracing::info!(addr = %at, "AudioSocket listening");
+        let (ctx, hub, stop, conns) = (
+            Arc::clone(&ctx),
+            Arc::clone(&hub),
+            shutdown.clone(),
+            tracker.clone(),
+        );
+        let leg = opts.audiosocket_leg;
+        tracker.spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    a = listener.accept() => a,
+                };
+                match accepted {
+                    Ok((stream, peer)) => {
+                        let (ctx, hub, stop) = (Arc::clone(&ctx), Arc::clone(&hub), stop.clone());
+                        conns.spawn(audiosocket_conn(stream, peer, leg, ctx, hub, stop));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "AudioSocket accept failed"),
+                }
+            }
+        });
+    }
 
     for (i, path) in opts.replay.iter().enumerate() {
         let replay = Replay::open(path, &replay_id(path, i), ctx.cfg.audio.stereo_legs)
@@ -153,6 +189,61 @@ pub fn host_call(
         hub.call_ended(&call_id);
     });
     (in_tx, handle)
+}
+
+/// One Asterisk AudioSocket connection: framed bytes in, a hosted call (one mono leg) out.
+/// AudioSocket has no credentials of its own: keep its listener on a private address that only
+/// the Asterisk servers reach. A malformed frame closes this connection only.
+async fn audiosocket_conn(
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    leg: Leg,
+    ctx: Arc<LiveContext>,
+    hub: Arc<Hub>,
+    stop: CancellationToken,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut session = AudiosocketSession::new(leg);
+    let mut call: Option<(mpsc::Sender<SourceEvent>, tokio::task::JoinHandle<()>)> = None;
+    let mut buf = vec![0u8; 8192];
+    'read: loop {
+        let n = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = stream.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+        };
+        let events = match session.on_bytes(&buf[..n]) {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "AudioSocket connection refused");
+                break;
+            }
+        };
+        for event in events {
+            match (event, &call) {
+                (SourceEvent::Started(info), None) => {
+                    call = Some(host_call(info, Arc::clone(&ctx), Arc::clone(&hub)));
+                }
+                (SourceEvent::Started(_), Some(_)) => {}
+                (event, Some((tx, _))) => {
+                    let ended = matches!(event, SourceEvent::Ended(_));
+                    if tx.send(event).await.is_err() || ended {
+                        break 'read;
+                    }
+                }
+                (_, None) => {}
+            }
+        }
+    }
+    if let Some((tx, handle)) = call {
+        for event in session.on_close() {
+            let _ = tx.send(event).await;
+        }
+        drop(tx);
+        let _ = handle.await;
+    }
 }
 
 /// One replayed call: the player feeds the hosted call until it ends or shutdown.

@@ -72,6 +72,21 @@ pub struct ServeArgs {
     /// Replay pace: 1.0 is real time.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
+    /// Accept Asterisk AudioSocket connections here (it has no credentials: use an address
+    /// only the Asterisk servers reach).
+    #[arg(long)]
+    pub audiosocket: Option<std::net::SocketAddr>,
+    /// The leg each AudioSocket connection carries: customer or agent.
+    #[arg(long, default_value = "customer", value_parser = parse_leg)]
+    pub audiosocket_leg: crate::audio::Leg,
+}
+
+fn parse_leg(s: &str) -> Result<crate::audio::Leg, String> {
+    match s {
+        "customer" => Ok(crate::audio::Leg::Customer),
+        "agent" => Ok(crate::audio::Leg::Agent),
+        other => Err(format!("unknown leg {other:?}: use customer or agent")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,6 +407,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         replay: args.replay,
         loop_replay: args.loop_replay,
         replay_speed: args.speed,
+        audiosocket: args.audiosocket,
+        audiosocket_leg: args.audiosocket_leg,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -34,6 +34,8 @@ async fn a_supervisor_sees_a_replayed_call_and_its_transfer_prompt_live() {
         lang: Some(callguard::config::LanguageSetting::En),
         replay: vec![fixture("en-media-threat.wav")],
         loop_replay: false,
+        audiosocket: None,
+        audiosocket_leg: callguard::audio::Leg::Customer,
         // Twice real time keeps the test short; Whisper keeps up on two cores.
         replay_speed: 2.0,
     };
@@ -125,8 +127,11 @@ async fn reqwest_like_get(addr: std::net::SocketAddr, path: &str) -> String {
     out
 }
 
-/// The server with no replay, a supervisor token and an ingest token.
-async fn start_plain() -> (
+/// The server with no replay, an AudioSocket listener on `audiosocket_addr`, a supervisor
+/// token and an ingest token.
+async fn start_plain_with(
+    audiosocket_addr: std::net::SocketAddr,
+) -> (
     std::net::SocketAddr,
     String,
     String,
@@ -152,12 +157,31 @@ async fn start_plain() -> (
         replay: vec![],
         loop_replay: false,
         replay_speed: 1.0,
+        audiosocket: Some(audiosocket_addr),
+        audiosocket_leg: callguard::audio::Leg::Customer,
     };
     let shutdown = CancellationToken::new();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(run(cfg, opts, shutdown.clone(), Some(ready_tx)));
     let addr = ready_rx.await.expect("server ready");
     (addr, sup, ingest, shutdown, server, data)
+}
+
+async fn start_plain() -> (
+    std::net::SocketAddr,
+    String,
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    tempfile::TempDir,
+) {
+    start_plain_with(free_port()).await
+}
+
+/// A loopback address with a port that was free a moment ago.
+fn free_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
 }
 
 fn twilio_start(call_sid: &str, token: &str) -> String {
@@ -355,6 +379,87 @@ async fn an_audio_fork_stream_becomes_a_live_call_that_supervisors_watch() {
         }
     }
     assert!(kinds.contains(&"transcript".to_owned()), "{kinds:?}");
+    let alert = alert.unwrap_or_else(|| panic!("no alert: {kinds:?}"));
+    assert!(
+        alert["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "threat_media"),
+        "{alert}"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .expect("drained in time")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audiosocket_connection_becomes_a_live_call_and_garbage_closes_only_itself() {
+    use callguard::audio::g711::f32_to_i16;
+    use callguard::source::audiosocket::{KIND_HANGUP, KIND_SLIN, encode_frame, uuid_frame};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let asock = free_port();
+    let (addr, sup, _ingest, shutdown, server, _data) = start_plain_with(asock).await;
+    let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
+        .await
+        .unwrap();
+
+    // Garbage: that connection is closed, nothing starts.
+    let mut junk = tokio::net::TcpStream::connect(asock).await.unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut sink = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), junk.read(&mut sink))
+        .await
+        .expect("garbage connection closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+
+    // A real call: the customer leg of a recorded escalating call, 20 ms slin frames.
+    let audio = callguard::audio::wav::read_wav(&fixture("en-media-threat.wav")).unwrap();
+    let mut conn = tokio::net::TcpStream::connect(asock).await.unwrap();
+    let id = [0x5a_u8; 16];
+    conn.write_all(&uuid_frame(&id)).await.unwrap();
+    for frame in audio.channels[0].chunks(160) {
+        let pcm: Vec<u8> = frame
+            .iter()
+            .flat_map(|&x| f32_to_i16(x).to_le_bytes())
+            .collect();
+        conn.write_all(&encode_frame(KIND_SLIN, &pcm))
+            .await
+            .unwrap();
+    }
+    conn.write_all(&encode_frame(KIND_HANGUP, &[]))
+        .await
+        .unwrap();
+
+    let mut kinds = Vec::new();
+    let mut alert = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let next = tokio::time::timeout_at(deadline, watcher.next())
+            .await
+            .unwrap_or_else(|_| panic!("call did not end in time: {kinds:?}"));
+        let Some(Ok(Message::Text(text))) = next else {
+            panic!("watcher socket ended: {next:?}")
+        };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let kind = v["type"].as_str().unwrap().to_owned();
+        if kind == "call_started" {
+            assert_eq!(v["call"]["source"], "audiosocket");
+            assert_eq!(v["call_id"], "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a5a");
+        }
+        if kind == "alert" {
+            alert = Some(v.clone());
+        }
+        kinds.push(kind.clone());
+        if kind == "call_ended" {
+            break;
+        }
+    }
     let alert = alert.unwrap_or_else(|| panic!("no alert: {kinds:?}"));
     assert!(
         alert["reasons"]

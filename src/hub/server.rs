@@ -9,7 +9,7 @@
 //! Ingest: `/ingest/twilio` (Twilio Media Streams) and `/ingest/audiofork` (FreeSWITCH
 //! mod_audio_fork, jambonz `listen`) host a live call per stream.
 //! Not here yet: client commands (subscribe, accept_transfer, dismiss_alert), alert re-sends,
-//! the webhook, the AudioSocket listener, Twilio signature checks and /metrics.
+//! the webhook, Twilio signature checks and /metrics. (AudioSocket is plain TCP: `app`.)
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
