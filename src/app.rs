@@ -1,8 +1,7 @@
 //! `callguard serve`, first version: wires the stages and owns shutdown. It loads the model
-//! and the lexicon once, starts the Whisper workers, serves `/ws`, `/ingest/twilio` and
-//! `/healthz` and the AudioSocket listener, and runs each replayed recording as a live call
-//! (`live::run_call`) whose events
-//! go to the hub.
+//! and the lexicon once, starts the Whisper workers, serves `/ws`, the websocket ingest
+//! endpoints and `/healthz`, runs the AudioSocket listener, and plays each replayed recording
+//! as a live call. Every call is a `live::run_call` task whose events go to the hub.
 //!
 //! Shutdown is a `CancellationToken` the caller passes in (Ctrl-C/SIGTERM in `main`, the test's
 //! own token in tests): replays stop, each call drains its queued utterances and sends its
