@@ -261,30 +261,12 @@ async fn a_twilio_stream_becomes_a_live_call_that_supervisors_watch() {
         .unwrap();
 
     // The supervisor sees the call start, its words and its transfer prompt, then its end.
-    let mut kinds = Vec::new();
-    let mut alert = None;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let next = tokio::time::timeout_at(deadline, watcher.next())
-            .await
-            .unwrap_or_else(|_| panic!("call did not end in time: {kinds:?}"));
-        let Some(Ok(Message::Text(text))) = next else {
-            panic!("watcher socket ended: {next:?}")
-        };
-        let v: Value = serde_json::from_str(&text).unwrap();
-        let kind = v["type"].as_str().unwrap().to_owned();
-        if kind == "call_started" {
-            assert_eq!(v["call"]["source"], "twilio");
-            assert_eq!(v["call_id"], "CA42", "the rogue call must never start");
-        }
-        if kind == "alert" {
-            alert = Some(v.clone());
-        }
-        kinds.push(kind.clone());
-        if kind == "call_ended" {
-            break;
-        }
-    }
+    let (started, kinds, alert) = watch_call(&mut watcher).await;
+    // Exactly one call started: a refused stream never does.
+    assert_eq!(started.len(), 1, "{started:?}");
+    let v = &started[0];
+    assert_eq!(v["call"]["source"], "twilio");
+    assert_eq!(v["call_id"], "CA42", "the rogue call must never start");
     assert!(kinds.contains(&"transcript".to_owned()), "{kinds:?}");
     let alert = alert.unwrap_or_else(|| panic!("no alert: {kinds:?}"));
     assert_eq!(alert["call_id"], "CA42");
@@ -353,31 +335,13 @@ async fn an_audio_fork_stream_becomes_a_live_call_that_supervisors_watch() {
     }
     fork.close(None).await.unwrap();
 
-    let mut kinds = Vec::new();
-    let mut alert = None;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let next = tokio::time::timeout_at(deadline, watcher.next())
-            .await
-            .unwrap_or_else(|_| panic!("call did not end in time: {kinds:?}"));
-        let Some(Ok(Message::Text(text))) = next else {
-            panic!("watcher socket ended: {next:?}")
-        };
-        let v: Value = serde_json::from_str(&text).unwrap();
-        let kind = v["type"].as_str().unwrap().to_owned();
-        if kind == "call_started" {
-            assert_eq!(v["call_id"], "fs-1");
-            assert_eq!(v["call"]["source"], "audiofork");
-            assert_eq!(v["call"]["agent"], "1042");
-        }
-        if kind == "alert" {
-            alert = Some(v.clone());
-        }
-        kinds.push(kind.clone());
-        if kind == "call_ended" {
-            break;
-        }
-    }
+    let (started, kinds, alert) = watch_call(&mut watcher).await;
+    // Exactly one call started: a refused stream never does.
+    assert_eq!(started.len(), 1, "{started:?}");
+    let v = &started[0];
+    assert_eq!(v["call_id"], "fs-1");
+    assert_eq!(v["call"]["source"], "audiofork");
+    assert_eq!(v["call"]["agent"], "1042");
     assert!(kinds.contains(&"transcript".to_owned()), "{kinds:?}");
     let alert = alert.unwrap_or_else(|| panic!("no alert: {kinds:?}"));
     assert!(
@@ -436,30 +400,12 @@ async fn an_audiosocket_connection_becomes_a_live_call_and_garbage_closes_only_i
         .await
         .unwrap();
 
-    let mut kinds = Vec::new();
-    let mut alert = None;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let next = tokio::time::timeout_at(deadline, watcher.next())
-            .await
-            .unwrap_or_else(|_| panic!("call did not end in time: {kinds:?}"));
-        let Some(Ok(Message::Text(text))) = next else {
-            panic!("watcher socket ended: {next:?}")
-        };
-        let v: Value = serde_json::from_str(&text).unwrap();
-        let kind = v["type"].as_str().unwrap().to_owned();
-        if kind == "call_started" {
-            assert_eq!(v["call"]["source"], "audiosocket");
-            assert_eq!(v["call_id"], "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a5a");
-        }
-        if kind == "alert" {
-            alert = Some(v.clone());
-        }
-        kinds.push(kind.clone());
-        if kind == "call_ended" {
-            break;
-        }
-    }
+    let (started, kinds, alert) = watch_call(&mut watcher).await;
+    // Exactly one call started: a refused stream never does.
+    assert_eq!(started.len(), 1, "{started:?}");
+    let v = &started[0];
+    assert_eq!(v["call"]["source"], "audiosocket");
+    assert_eq!(v["call_id"], "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a5a");
     let alert = alert.unwrap_or_else(|| panic!("no alert: {kinds:?}"));
     assert!(
         alert["reasons"]
@@ -475,4 +421,36 @@ async fn an_audiosocket_connection_becomes_a_live_call_and_garbage_closes_only_i
         .expect("drained in time")
         .unwrap()
         .unwrap();
+}
+
+/// Reads the supervisor's stream until a call ends: every `call_started` message, the types
+/// of everything seen, and the first alert.
+async fn watch_call<S>(watcher: &mut S) -> (Vec<Value>, Vec<String>, Option<Value>)
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let mut kinds = Vec::new();
+    let mut started = Vec::new();
+    let mut alert = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let next = tokio::time::timeout_at(deadline, watcher.next())
+            .await
+            .unwrap_or_else(|_| panic!("call did not end in time: {kinds:?}"));
+        let Some(Ok(Message::Text(text))) = next else {
+            panic!("watcher socket ended: {next:?}")
+        };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let kind = v["type"].as_str().unwrap().to_owned();
+        if kind == "call_started" {
+            started.push(v.clone());
+        }
+        if kind == "alert" && alert.is_none() {
+            alert = Some(v.clone());
+        }
+        kinds.push(kind.clone());
+        if kind == "call_ended" {
+            return (started, kinds, alert);
+        }
+    }
 }

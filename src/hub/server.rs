@@ -160,17 +160,27 @@ impl Hub {
         self.calls.lock().map(|c| c.len()).unwrap_or(0)
     }
 
-    fn authenticate(&self, headers: &HeaderMap, query: Option<&str>) -> Option<Principal> {
+    /// The principal behind a request's token: `Authorization: Bearer`, else `token`, the
+    /// (already decoded) `?token=` query value or a token carried in-band by a protocol.
+    fn authenticate(&self, headers: &HeaderMap, token: Option<&str>) -> Option<Principal> {
         let auth = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let token = bearer_token(auth, query)?;
+        let token = bearer_token(auth, None).or_else(|| token.map(str::to_owned))?;
         let mut store = self.tokens.lock().ok()?;
         // A token revoked from the command line takes effect without a restart.
         if let Err(e) = store.reload_if_changed() {
             tracing::warn!(error = %e, "token store not reloaded");
         }
         store.verify(&token)
+    }
+}
+
+impl Hub {
+    /// Whether a request (or a protocol's in-band token) may send call audio.
+    fn may_ingest(&self, headers: &HeaderMap, token: Option<&str>) -> bool {
+        self.authenticate(headers, token)
+            .is_some_and(|p| can(&p, Action::Ingest))
     }
 }
 
@@ -212,8 +222,7 @@ async fn ws_handler(
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let query = q.token.map(|t| format!("token={t}"));
-    let Some(principal) = hub.authenticate(&headers, query.as_deref()) else {
+    let Some(principal) = hub.authenticate(&headers, q.token.as_deref()) else {
         return (StatusCode::UNAUTHORIZED, "a valid token is required\n").into_response();
     };
     if principal.role == super::auth::Role::Ingest {
@@ -298,11 +307,7 @@ async fn twilio_handler(
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let query = q.token.map(|t| format!("token={t}"));
-    let pre_authorised = state
-        .hub
-        .authenticate(&headers, query.as_deref())
-        .is_some_and(|p| can(&p, Action::Ingest));
+    let pre_authorised = state.hub.may_ingest(&headers, q.token.as_deref());
     ws.on_upgrade(move |socket| ingest_stream(socket, state, pre_authorised, TwilioSession::new()))
 }
 
@@ -354,12 +359,7 @@ async fn audiofork_handler(
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let query = q.token.map(|t| format!("token={t}"));
-    let allowed = state
-        .hub
-        .authenticate(&headers, query.as_deref())
-        .is_some_and(|p| can(&p, Action::Ingest));
-    if !allowed {
+    if !state.hub.may_ingest(&headers, q.token.as_deref()) {
         return (StatusCode::UNAUTHORIZED, "an ingest token is required\n").into_response();
     }
     let id = format!(
@@ -408,11 +408,7 @@ async fn ingest_stream<S: Ingest>(
         for event in events {
             if let SourceEvent::Started(info) = event {
                 if !authorised {
-                    let token = session.token().map(|t| format!("token={t}"));
-                    authorised = state
-                        .hub
-                        .authenticate(&HeaderMap::new(), token.as_deref())
-                        .is_some_and(|p| can(&p, Action::Ingest));
+                    authorised = state.hub.may_ingest(&HeaderMap::new(), session.token());
                 }
                 if !authorised {
                     tracing::warn!(call_id = %info.call_id, "ingest stream without a valid token");
