@@ -9,10 +9,12 @@
 //! | `twilio`      | Twilio Media Streams: JSON text frames, base64 mu-law 8 kHz, inbound/outbound tracks |
 //! | `audiofork`   | FreeSWITCH mod_audio_fork and jambonz `listen`: JSON metadata, then binary L16 |
 //! | `audiosocket` | Asterisk AudioSocket: type/length framed TCP, slin 8 kHz, one leg per connection |
+//! | `device`      | a local sound card (cpal/ALSA): an agent's headset or a line tap as one call |
 //! | `replay`      | a recorded call played at real-time pace (demo, tests) |
 
 pub mod audiofork;
 pub mod audiosocket;
+pub mod device;
 pub mod replay;
 pub mod twilio;
 
