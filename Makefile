@@ -4,7 +4,7 @@ CARGO ?= cargo
 MODEL ?= base
 FIXTURES := tests/scenarios/audio
 
-.PHONY: all deps build release model fixtures demo serve test eval bench bench-rtf lint clean
+.PHONY: all deps build release model fixtures demo demo-offline test eval bench bench-rtf lint clean
 
 all: build
 
@@ -27,18 +27,17 @@ model: release
 fixtures: deps
 	@scripts/make-fixtures.sh
 
-# Analyses the bundled sample call (customer left, agent right, 8 kHz mu-law): the transcript
-# per leg, what the detectors found, and the transfer prompt when the customer escalates.
+# The daemon replaying three sample calls (English and Mandarin) in a loop as live calls;
+# prints its address and a supervisor token, then shows every call live in this terminal:
+# transcripts per leg, findings, transfer prompts. Ctrl-C stops it.
 demo: model fixtures
+	@scripts/demo.sh
+
+# The offline pipeline on the bundled sample call (customer left, agent right, 8 kHz mu-law):
+# the transcript per leg, what the detectors found, and the transfer prompt.
+demo-offline: model fixtures
 	@echo "== callguard analyze $(FIXTURES)/demo-call.wav"
 	./target/release/callguard analyze $(FIXTURES)/demo-call.wav --stats
-
-# The daemon replaying two sample calls in a loop; prints a supervisor token for /ws.
-serve: model fixtures
-	@./target/release/callguard token revoke demo-supervisor >/dev/null 2>&1 || true
-	@echo "supervisor token (ws://127.0.0.1:8686/ws?token=TOKEN):"
-	@./target/release/callguard token create --role supervisor --name demo-supervisor | tail -n 1
-	./target/release/callguard serve --replay $(FIXTURES)/demo-call.wav --replay $(FIXTURES)/en-media-threat.wav --loop
 
 # The whole suite, end-to-end tests with the real model included.
 test: model fixtures

@@ -209,6 +209,7 @@ pub fn analyze_audio(
                     at_ms: seg.end_ms,
                     text: seg.text,
                     lang: out.lang.clone(),
+                    is_final: true,
                 });
             }
         }
@@ -541,6 +542,7 @@ mod tests {
             at_ms: 4200,
             text: "I want a refund".into(),
             lang: "en".into(),
+            is_final: true,
         });
         assert_eq!(
             format_text(&e).unwrap(),

@@ -1,12 +1,15 @@
-//! `callguard serve`, first version: wires the stages and owns shutdown. It loads the model
-//! and the lexicon once, starts the Whisper workers, serves `/ws`, the websocket ingest
-//! endpoints and `/healthz`, runs the AudioSocket listener, and plays each replayed recording
-//! as a live call. Every call is a `live::run_call` task whose events go to the hub.
+//! `callguard serve`: wires the stages and owns shutdown. It loads the model and the lexicon
+//! once, starts the Whisper workers and the webhook, serves `/ws`, the websocket ingest
+//! endpoints, `/healthz` and `/metrics`, runs the AudioSocket listeners (pairing two legs of a
+//! call by UUID), the sound-card call and the replays, and re-sends unanswered transfer prompts.
+//! Every call is a `live::run_call` task whose events go to the hub.
 //!
 //! Shutdown is a `CancellationToken` the caller passes in (Ctrl-C/SIGTERM in `main`, the test's
-//! own token in tests): replays stop, each call drains its queued utterances and sends its
-//! summary, websockets close with 1001, then `run` returns. Every task is tracked.
-//! Not here yet: the sound card, metrics, the store.
+//! own token in tests): ingest stops (ingest sockets close with 1001, replays and the sound
+//! card stop), each call drains its queued utterances and sends its summary (at most
+//! `DRAIN_LIMIT`), then screens get what is queued for them and close with 1001, the webhook
+//! flushes, and `run` returns. Every task is tracked.
+//! Not here yet: the store.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,7 +24,8 @@ use crate::asr::worker::{AsrPool, Model, WorkerSettings};
 use crate::audio::Leg;
 use crate::config::{Config, LanguageSetting};
 use crate::hub::auth::TokenStore;
-use crate::hub::server::{Hub, router};
+use crate::hub::server::{AppState, Hub, TwilioAuth, router};
+use crate::hub::webhook::Webhook;
 use crate::live::{LiveContext, run_call};
 use crate::monitor::load_lexicon;
 use crate::source::audiosocket::AudiosocketSession;
@@ -44,7 +48,38 @@ pub struct ServeOptions {
     pub audiosocket: Option<SocketAddr>,
     /// The leg an AudioSocket connection carries (one mono leg per connection).
     pub audiosocket_leg: Leg,
+    /// A second AudioSocket listener for agent legs: a connection here and one on
+    /// `audiosocket` with the same UUID are the two legs of one call.
+    pub audiosocket_agent: Option<SocketAddr>,
+    /// Twilio's account auth token: when set, `/ingest/twilio` accepts streams whose
+    /// `X-Twilio-Signature` checks out (ingest tokens still work).
+    pub twilio_auth_token: Option<String>,
+    /// The public base URL Twilio connects to (`wss://callguard.example.com`), when a proxy
+    /// in front rewrites the Host header; the signature covers the URL Twilio used.
+    pub public_url: Option<String>,
 }
+
+impl Default for ServeOptions {
+    /// The documented flag defaults: 127.0.0.1:8686, `./data`, no replays, real time.
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8686)),
+            data_dir: PathBuf::from("data"),
+            lang: None,
+            replay: Vec::new(),
+            loop_replay: false,
+            replay_speed: 1.0,
+            audiosocket: None,
+            audiosocket_leg: Leg::Customer,
+            audiosocket_agent: None,
+            twilio_auth_token: None,
+            public_url: None,
+        }
+    }
+}
+
+/// The longest a shutdown waits for calls to finish their queued utterances.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Source events buffered per call before the source waits (backpressure).
 const CALL_INPUT: usize = 256;
@@ -60,6 +95,8 @@ pub async fn run(
     ready: Option<oneshot::Sender<SocketAddr>>,
 ) -> Result<()> {
     let tokens = TokenStore::open(&opts.data_dir)?;
+    // The sound card first: a device that cannot be opened fails before the model loads.
+    let device = crate::source::device::DeviceSource::from_config(&cfg.device)?;
     let model = Model::load(&cfg.asr.model)?;
     let pool = AsrPool::start(model, WorkerSettings::from_config(&cfg))?;
     let ctx = Arc::new(LiveContext {
@@ -67,8 +104,14 @@ pub async fn run(
         pool: Arc::new(pool),
         lang: opts.lang,
         cfg,
+        calls: TaskTracker::new(),
     });
-    let hub = Hub::new(tokens);
+    // Screens and the webhook outlive ingest: they stop once the calls have drained, so the
+    // last words, prompts and `call_ended` messages still reach them.
+    let screens_stop = CancellationToken::new();
+    // A configured webhook that cannot start (TLS setup) stops startup rather than going quiet.
+    let webhook = Webhook::try_start(&ctx.cfg.webhook, screens_stop.clone())?;
+    let hub = Hub::new(tokens, ctx.cfg.hub.settings(), webhook);
     let tracker = TaskTracker::new();
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -79,7 +122,27 @@ pub async fn run(
     if let Some(ready) = ready {
         let _ = ready.send(addr);
     }
-    let app = router(Arc::clone(&hub), Arc::clone(&ctx), shutdown.clone());
+    let app = router(AppState {
+        hub: Arc::clone(&hub),
+        live: Arc::clone(&ctx),
+        shutdown: shutdown.clone(),
+        screens_stop: screens_stop.clone(),
+        twilio: Arc::new(TwilioAuth {
+            auth_token: opts.twilio_auth_token.clone(),
+            public_url: opts.public_url.clone(),
+        }),
+    });
+    // Re-sends unanswered transfer prompts; stops with the daemon.
+    let (timer_hub, timer_stop) = (Arc::clone(&hub), shutdown.clone());
+    tracker.spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = timer_stop.cancelled() => break,
+                _ = every.tick() => timer_hub.tick(std::time::Instant::now()),
+            }
+        }
+    });
     let server_shutdown = shutdown.clone();
     let server = tracker.spawn(async move {
         axum::serve(listener, app)
@@ -87,18 +150,34 @@ pub async fn run(
             .await
     });
 
-    if let Some(at) = opts.audiosocket {
+    if opts.audiosocket_agent.is_some()
+        && (opts.audiosocket.is_none() || opts.audiosocket_leg != Leg::Customer)
+    {
+        anyhow::bail!(
+            "--audiosocket-agent pairs agent legs with customer legs: it needs --audiosocket with --audiosocket-leg customer"
+        );
+    }
+    // With an agent listener, the two listeners' connections pair up by UUID.
+    let paired = opts
+        .audiosocket_agent
+        .map(|_| Arc::new(PairedCalls::default()));
+    let listeners = [
+        (opts.audiosocket, opts.audiosocket_leg),
+        (opts.audiosocket_agent, Leg::Agent),
+    ];
+    for (at, leg) in listeners {
+        let Some(at) = at else { continue };
         let listener = tokio::net::TcpListener::bind(at)
             .await
             .with_context(|| format!("cannot listen for AudioSocket on {at}"))?;
-        tracing::info!(addr = %at, "AudioSocket listening");
-        let (ctx, hub, stop, conns) = (
+        tracing::info!(addr = %at, %leg, "AudioSocket listening");
+        let (ctx, hub, stop, conns, paired) = (
             Arc::clone(&ctx),
             Arc::clone(&hub),
             shutdown.clone(),
             tracker.clone(),
+            paired.clone(),
         );
-        let leg = opts.audiosocket_leg;
         tracker.spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -108,12 +187,18 @@ pub async fn run(
                 match accepted {
                     Ok((stream, peer)) => {
                         let (ctx, hub, stop) = (Arc::clone(&ctx), Arc::clone(&hub), stop.clone());
-                        conns.spawn(audiosocket_conn(stream, peer, leg, ctx, hub, stop));
+                        let paired = paired.clone();
+                        conns.spawn(audiosocket_conn(stream, peer, leg, paired, ctx, hub, stop));
                     }
                     Err(e) => tracing::warn!(error = %e, "AudioSocket accept failed"),
                 }
             }
         });
+    }
+
+    if let Some(source) = device {
+        let (ctx, hub, stop) = (Arc::clone(&ctx), Arc::clone(&hub), shutdown.clone());
+        tracker.spawn(device_call(source, ctx, hub, stop));
     }
 
     for (i, path) in opts.replay.iter().enumerate() {
@@ -145,7 +230,19 @@ pub async fn run(
     }
 
     shutdown.cancelled().await;
-    tracing::info!("shutting down: draining calls");
+    tracing::info!(calls = hub.active_calls(), "shutting down: draining calls");
+    ctx.calls.close();
+    if tokio::time::timeout(DRAIN_LIMIT, ctx.calls.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            calls = hub.active_calls(),
+            "calls still draining after {} s: closing anyway",
+            DRAIN_LIMIT.as_secs()
+        );
+    }
+    screens_stop.cancel();
     tracker.close();
     tracker.wait().await;
     match server.await {
@@ -175,8 +272,9 @@ pub fn host_call(
     let (in_tx, in_rx) = mpsc::channel(CALL_INPUT);
     let (out_tx, mut out_rx) = mpsc::channel(CALL_OUTPUT);
     hub.call_started(&info);
+    let calls = ctx.calls.clone();
     let call = tokio::spawn(run_call(info, in_rx, ctx, out_tx));
-    let handle = tokio::spawn(async move {
+    let handle = calls.spawn(async move {
         while let Some(event) = out_rx.recv().await {
             hub.event(&event);
         }
@@ -190,20 +288,107 @@ pub fn host_call(
     (in_tx, handle)
 }
 
-/// One Asterisk AudioSocket connection: framed bytes in, a hosted call (one mono leg) out.
-/// AudioSocket has no credentials of its own: keep its listener on a private address that only
-/// the Asterisk servers reach. A malformed frame closes this connection only.
+/// AudioSocket calls whose two legs come as two connections with the same UUID, one on the
+/// customer listener and one on the agent listener (`--audiosocket-agent`).
+#[derive(Default)]
+struct PairedCalls {
+    calls: std::sync::Mutex<std::collections::HashMap<String, PairedCall>>,
+}
+
+struct PairedCall {
+    tx: mpsc::Sender<SourceEvent>,
+    /// Connections still feeding the call; the last one to leave ends it.
+    open: usize,
+    started: std::time::Instant,
+    sample_rate: u32,
+}
+
+/// The longest gap a late second leg is padded with (silence), to keep the legs aligned.
+const MAX_LEG_OFFSET_S: u64 = 60;
+
+impl PairedCalls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, PairedCall>> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Joins the call with this UUID, or starts it with both legs. Returns the call's input,
+    /// its handle when this connection started it, and the silence (samples) the joining leg
+    /// needs in front to line up with the other.
+    fn join(
+        &self,
+        mut info: CallInfo,
+        ctx: &Arc<LiveContext>,
+        hub: &Arc<Hub>,
+    ) -> (
+        mpsc::Sender<SourceEvent>,
+        Option<tokio::task::JoinHandle<()>>,
+        usize,
+    ) {
+        let mut calls = self.lock();
+        if let Some(call) = calls.get_mut(&info.call_id) {
+            call.open += 1;
+            let late = call
+                .started
+                .elapsed()
+                .as_secs_f64()
+                .min(MAX_LEG_OFFSET_S as f64);
+            let pad = (late * call.sample_rate as f64) as usize;
+            tracing::info!(call_id = %info.call_id, late_ms = (late * 1000.0) as u64, "second AudioSocket leg joined");
+            return (call.tx.clone(), None, pad);
+        }
+        info.legs = vec![Leg::Customer, Leg::Agent];
+        let id = info.call_id.clone();
+        let sample_rate = info.sample_rate;
+        let (tx, handle) = host_call(info, Arc::clone(ctx), Arc::clone(hub));
+        calls.insert(
+            id,
+            PairedCall {
+                tx: tx.clone(),
+                open: 1,
+                started: std::time::Instant::now(),
+                sample_rate,
+            },
+        );
+        (tx, Some(handle), 0)
+    }
+
+    /// A connection left; true when it was the call's last.
+    fn leave(&self, call_id: &str) -> bool {
+        let mut calls = self.lock();
+        let Some(call) = calls.get_mut(call_id) else {
+            return true;
+        };
+        call.open = call.open.saturating_sub(1);
+        if call.open == 0 {
+            calls.remove(call_id);
+            return true;
+        }
+        false
+    }
+}
+
+/// One Asterisk AudioSocket connection: framed bytes in, a hosted call out. Alone, a
+/// connection is a one-leg call; with `paired`, connections with the same UUID on the customer
+/// and agent listeners are the two legs of one call, which ends when both have gone.
+/// AudioSocket has no credentials of its own: keep its listeners on a private address that
+/// only the Asterisk servers reach. A malformed frame closes this connection only.
 async fn audiosocket_conn(
     mut stream: tokio::net::TcpStream,
     peer: SocketAddr,
     leg: Leg,
+    paired: Option<Arc<PairedCalls>>,
     ctx: Arc<LiveContext>,
     hub: Arc<Hub>,
     stop: CancellationToken,
 ) {
     use tokio::io::AsyncReadExt;
     let mut session = AudiosocketSession::new(leg);
-    let mut call: Option<(mpsc::Sender<SourceEvent>, tokio::task::JoinHandle<()>)> = None;
+    let mut call: Option<(
+        String,
+        mpsc::Sender<SourceEvent>,
+        Option<tokio::task::JoinHandle<()>>,
+    )> = None;
+    let mut ended = None;
     let mut buf = vec![0u8; 8192];
     'read: loop {
         let n = tokio::select! {
@@ -223,12 +408,31 @@ async fn audiosocket_conn(
         for event in events {
             match (event, &call) {
                 (SourceEvent::Started(info), None) => {
-                    call = Some(host_call(info, Arc::clone(&ctx), Arc::clone(&hub)));
+                    let id = info.call_id.clone();
+                    let (tx, handle, pad) = match &paired {
+                        Some(p) => p.join(info, &ctx, &hub),
+                        None => {
+                            let (tx, h) = host_call(info, Arc::clone(&ctx), Arc::clone(&hub));
+                            (tx, Some(h), 0)
+                        }
+                    };
+                    if pad > 0 {
+                        let silence = SourceEvent::Audio {
+                            leg,
+                            start_sample: 0,
+                            samples: vec![0.0; pad],
+                        };
+                        let _ = tx.send(silence).await;
+                    }
+                    call = Some((id, tx, handle));
                 }
                 (SourceEvent::Started(_), Some(_)) => {}
-                (event, Some((tx, _))) => {
-                    let ended = matches!(event, SourceEvent::Ended(_));
-                    if tx.send(event).await.is_err() || ended {
+                (SourceEvent::Ended(reason), Some(_)) => {
+                    ended = Some(reason);
+                    break 'read;
+                }
+                (event, Some((_, tx, _))) => {
+                    if tx.send(event).await.is_err() {
                         break 'read;
                     }
                 }
@@ -236,13 +440,35 @@ async fn audiosocket_conn(
             }
         }
     }
-    if let Some((tx, handle)) = call {
-        for event in session.on_close() {
+    let Some((id, tx, handle)) = call else {
+        return;
+    };
+    let last = paired.as_ref().is_none_or(|p| p.leave(&id));
+    if last {
+        // Only the call's last connection says how it ended.
+        let closing = session.on_close();
+        for event in ended.map(SourceEvent::Ended).into_iter().chain(closing) {
             let _ = tx.send(event).await;
         }
-        drop(tx);
+    }
+    drop(tx);
+    if let Some(handle) = handle {
         let _ = handle.await;
     }
+}
+
+/// The sound-card call (`[device]`): the opened device's audio as one hosted call from startup
+/// until shutdown, or until the device fails or goes away (the call then ends with the error,
+/// logged, and the daemon goes on without it).
+async fn device_call(
+    source: crate::source::device::DeviceSource,
+    ctx: Arc<LiveContext>,
+    hub: Arc<Hub>,
+    stop: CancellationToken,
+) {
+    let (in_tx, handle) = host_call(source.info().clone(), ctx, hub);
+    source.run(in_tx, stop).await;
+    let _ = handle.await;
 }
 
 /// One replayed call: the player feeds the hosted call until it ends or shutdown.

@@ -51,6 +51,31 @@ pub enum Command {
     /// Run the daemon: live calls (replayed recordings, for now) streamed to supervisors
     /// over websockets at /ws.
     Serve(ServeArgs),
+    /// Watch the live daemon in the terminal: each call's transcript, findings and transfer
+    /// prompts, as a supervisor's screen receives them.
+    Watch(WatchArgs),
+    /// List the sound card's input devices: name (for the config's [device] name), channels,
+    /// rates; * marks the default input.
+    Devices,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// The daemon's websocket.
+    #[arg(long, default_value = "ws://127.0.0.1:8686/ws")]
+    pub url: String,
+    /// A supervisor, agent or QA token (`callguard token create`).
+    #[arg(long, env = "CALLGUARD_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// text: readable lines per call; jsonl: the protocol messages as they arrive.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Only this call (repeatable); all calls the token may see by default.
+    #[arg(long = "call")]
+    pub calls: Vec<String>,
+    /// Also print partial transcripts (words of an utterance still being spoken).
+    #[arg(long)]
+    pub partials: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,6 +104,22 @@ pub struct ServeArgs {
     /// The leg each AudioSocket connection carries: customer or agent.
     #[arg(long, default_value = "customer", value_parser = parse_leg)]
     pub audiosocket_leg: crate::audio::Leg,
+    /// Monitor this sound-card input device as a call, overriding the config's [device] name
+    /// (`callguard devices` lists them; `default` is the system's default input).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// A second AudioSocket listener for agent legs: a connection here and one on
+    /// --audiosocket with the same UUID are the two legs of one call.
+    #[arg(long)]
+    pub audiosocket_agent: Option<std::net::SocketAddr>,
+    /// Twilio account auth token: streams to /ingest/twilio with a valid X-Twilio-Signature
+    /// are accepted without an ingest token. Best given in the environment.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
+    /// The public base URL phone systems connect to (e.g. wss://callguard.example.com), when
+    /// a proxy in front changes the Host header; Twilio signs the URL it used.
+    #[arg(long)]
+    pub public_url: Option<String>,
 }
 
 fn parse_leg(s: &str) -> Result<crate::audio::Leg, String> {
@@ -265,6 +306,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval(args),
         Command::Token(cmd) => token(cmd),
         Command::Serve(args) => serve(args),
+        Command::Watch(args) => watch(args),
+        Command::Devices => devices(),
     }
 }
 
@@ -398,8 +441,28 @@ fn eval(args: EvalArgs) -> Result<()> {
     }
 }
 
+/// `callguard devices`: one line per input device on stdout, a hint on stderr.
+fn devices() -> Result<()> {
+    let devices = crate::source::device::list_devices()?;
+    if devices.is_empty() {
+        println!("no input devices found");
+        return Ok(());
+    }
+    for d in &devices {
+        println!("{}", d.line());
+    }
+    eprintln!("(* = the default input; put a name from the first column in [device] name)");
+    Ok(())
+}
+
 fn serve(args: ServeArgs) -> Result<()> {
-    let cfg = args.pipeline.config()?;
+    let mut cfg = args.pipeline.config()?;
+    if let Some(name) = args.device {
+        cfg.device.name = name;
+        cfg.device
+            .validate()
+            .map_err(crate::config::ConfigError::Invalid)?;
+    }
     let opts = crate::app::ServeOptions {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -409,6 +472,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         replay_speed: args.speed,
         audiosocket: args.audiosocket,
         audiosocket_leg: args.audiosocket_leg,
+        audiosocket_agent: args.audiosocket_agent,
+        twilio_auth_token: args.twilio_auth_token.filter(|t| !t.is_empty()),
+        public_url: args.public_url,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -431,6 +497,27 @@ fn serve(args: ServeArgs) -> Result<()> {
         });
         crate::app::run(cfg, opts, shutdown, Some(ready_tx)).await
     })
+}
+
+fn watch(args: WatchArgs) -> Result<()> {
+    let opts = crate::watch::WatchOptions {
+        url: args.url,
+        token: args.token,
+        format: match args.format {
+            Format::Text => crate::watch::WatchFormat::Text,
+            Format::Jsonl => crate::watch::WatchFormat::Jsonl,
+        },
+        calls: args.calls,
+        partials: args.partials,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    runtime.block_on(crate::watch::watch(opts, &mut out, wait_for_signal()))?;
+    Ok(())
 }
 
 /// Ctrl-C, or SIGTERM on Unix.

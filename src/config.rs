@@ -37,6 +37,58 @@ pub struct Config {
     pub asr: AsrConfig,
     pub detect: DetectConfig,
     pub risk: RiskConfig,
+    pub hub: HubConfig,
+    pub webhook: WebhookConfig,
+    pub device: DeviceConfig,
+}
+
+/// The supervisor/agent websocket hub (`/ws`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// Seconds a transfer prompt may stay unanswered before it is re-sent, escalated, to
+    /// every supervisor (the playbook wants a senior person on the call within minutes).
+    pub alert_resend_s: u64,
+    /// Messages a screen may have waiting before partial transcripts are dropped for it and,
+    /// once only final messages are left, it is disconnected (close code 1008).
+    pub client_queue: usize,
+    /// Final transcript lines per call shown to a screen that connects mid-call.
+    pub snapshot_lines: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            alert_resend_s: 60,
+            client_queue: 1024,
+            snapshot_lines: 20,
+        }
+    }
+}
+
+impl HubConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if !(1..=86_400).contains(&self.alert_resend_s) {
+            return bad("hub.alert_resend_s must be between 1 and 86400");
+        }
+        if !(16..=1_000_000).contains(&self.client_queue) {
+            return bad("hub.client_queue must be between 16 and 1000000");
+        }
+        if self.snapshot_lines > 1000 {
+            return bad("hub.snapshot_lines is at most 1000");
+        }
+        Ok(())
+    }
+
+    /// The hub's runtime settings.
+    pub fn settings(&self) -> crate::hub::state::HubSettings {
+        crate::hub::state::HubSettings {
+            client_queue: self.client_queue,
+            alert_resend: std::time::Duration::from_secs(self.alert_resend_s),
+            snapshot_lines: self.snapshot_lines,
+        }
+    }
 }
 
 /// The detectors: where the lexicon is, raised-voice and repetition settings.
@@ -78,6 +130,82 @@ impl Default for AudioConfig {
         Self {
             stereo_legs: [Leg::Customer, Leg::Agent],
         }
+    }
+}
+
+/// The local sound card (`serve`): one input device monitored as one long call, for an agent's
+/// headset or a line-in tap on a phone line. `callguard devices` lists the names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// The input device: its name as `callguard devices` prints it (first column), or
+    /// `default` for the system's default input. Empty: no sound-card call.
+    pub name: String,
+    /// Channels to capture: 1 (mono), 2 (stereo), or 0 for the device's default count (of more
+    /// than two, the first two are used).
+    pub channels: u16,
+    /// Sample rate (Hz) to capture at, 8000..192000; 0 = the device's default rate.
+    pub sample_rate: u32,
+    /// The leg a mono capture carries: `customer`, `agent` or `mixed` (both parties).
+    pub mono_leg: Leg,
+    /// The legs on the left (0) and right (1) channel of a stereo capture.
+    pub stereo_legs: [Leg; 2],
+    /// The call id the sound-card call gets.
+    pub call_id: String,
+    /// The agent (name or extension) on the sound-card call, for agent tokens; empty = none.
+    pub agent: String,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            channels: 0,
+            sample_rate: 0,
+            mono_leg: Leg::Mixed,
+            stereo_legs: [Leg::Customer, Leg::Agent],
+            call_id: "device".into(),
+            agent: String::new(),
+        }
+    }
+}
+
+impl DeviceConfig {
+    /// Checks ranges and names; called by [`Config::validate`].
+    pub fn validate(&self) -> Result<(), String> {
+        if self.channels > 2 {
+            return Err(format!(
+                "device.channels = {} must be 0 (device default), 1 or 2",
+                self.channels
+            ));
+        }
+        if self.sample_rate != 0 && !(8000..=192_000).contains(&self.sample_rate) {
+            return Err(format!(
+                "device.sample_rate = {} must be 0 (device default) or 8000..192000",
+                self.sample_rate
+            ));
+        }
+        if self.stereo_legs[0] == self.stereo_legs[1] {
+            return Err("device.stereo_legs must name two different legs".into());
+        }
+        if self.stereo_legs.contains(&Leg::Mixed) {
+            return Err("device.stereo_legs: each stereo channel is customer or agent".into());
+        }
+        if self.call_id.trim().is_empty() || self.call_id.chars().count() > 128 {
+            return Err("device.call_id must be 1..128 characters".into());
+        }
+        for (field, value) in [
+            ("name", &self.name),
+            ("call_id", &self.call_id),
+            ("agent", &self.agent),
+        ] {
+            if value.chars().any(char::is_control) {
+                return Err(format!(
+                    "device.{field} must not contain control characters"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -160,6 +288,13 @@ pub struct AsrConfig {
     pub workers: usize,
     /// CPU threads each worker gives whisper.cpp; 0 = cores divided among the workers.
     pub threads_per_worker: usize,
+    /// Whole utterances that may wait for a free worker (1..10000); past it a new utterance is
+    /// refused and counted, rather than letting transcription fall ever further behind.
+    pub max_queued_utterances: usize,
+    /// Live calls: while someone is still speaking, a partial transcript of the utterance so
+    /// far is made about this often (ms, 250..10000); 0 turns partials off. Partials cost
+    /// Whisper time and are the first thing skipped when transcription falls behind.
+    pub partial_interval_ms: u32,
     /// Beam-search width; 1 is greedy decoding (faster, more slips on hard audio).
     pub beam_size: u32,
     /// Segments whose no-speech probability exceeds this are dropped as noise.
@@ -180,6 +315,8 @@ impl Default for AsrConfig {
             detect_min_ms: 1500,
             workers: 0,
             threads_per_worker: 0,
+            max_queued_utterances: 64,
+            partial_interval_ms: 1000,
             beam_size: 5,
             no_speech_threshold: 0.6,
             zh_prompt: "以下是普通话的句子。".into(),
@@ -209,6 +346,108 @@ fn default_phantom_phrases() -> Vec<String> {
     .collect()
 }
 
+/// The webhook (`hub::webhook`): each transfer prompt and each accept/dismiss decision is
+/// POSTed as JSON to a phone system or CRM, one at a time and in order, with retries. Off while
+/// `url` is empty.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where deliveries are POSTed: an `http://` or `https://` URL; empty = no webhook.
+    pub url: String,
+    /// ms one attempt may take, connecting and reading the answer included (10..120000).
+    /// Also the grace period for what is still queued at shutdown.
+    pub timeout_ms: u64,
+    /// Further attempts after a 5xx, 408 or 429 answer, a timeout or a connection error
+    /// (0..10). Any other answer is final: 2xx delivered, the rest failed.
+    pub retries: u32,
+    /// ms before the first retry, doubling for each further one, each wait at most a minute
+    /// (0..60000).
+    pub backoff_ms: u64,
+    /// HMAC-SHA256 key; when set, each POST carries `X-Callguard-Signature: sha256=<hex>` of
+    /// the exact body bytes. Empty = unsigned.
+    pub secret: String,
+    /// Deliveries that may wait to be sent (1..65536); when full, a new one is dropped and
+    /// counted rather than ever slowing a call.
+    pub queue: usize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            timeout_ms: 5000,
+            retries: 3,
+            backoff_ms: 500,
+            secret: String::new(),
+            queue: 256,
+        }
+    }
+}
+
+/// The secret is never printed.
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("retries", &self.retries)
+            .field("backoff_ms", &self.backoff_ms)
+            .field(
+                "secret",
+                &if self.secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+impl WebhookConfig {
+    /// Whether a webhook is configured at all.
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+
+    /// Checks the ranges and, when set, that `url` is an absolute http(s) URL with a host.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.enabled() {
+            let url = reqwest::Url::parse(&self.url)
+                .map_err(|e| format!("webhook.url {:?} is not a URL: {e}", self.url))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(format!(
+                    "webhook.url {:?} must be an http:// or https:// URL with a host",
+                    self.url
+                ));
+            }
+        }
+        if !(10..=120_000).contains(&self.timeout_ms) {
+            return Err(format!(
+                "webhook.timeout_ms = {} is outside 10..120000",
+                self.timeout_ms
+            ));
+        }
+        if self.retries > 10 {
+            return Err(format!("webhook.retries = {} is over 10", self.retries));
+        }
+        if self.backoff_ms > 60_000 {
+            return Err(format!(
+                "webhook.backoff_ms = {} is over 60000",
+                self.backoff_ms
+            ));
+        }
+        if !(1..=65_536).contains(&self.queue) {
+            return Err(format!(
+                "webhook.queue = {} is outside 1..65536",
+                self.queue
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -232,6 +471,7 @@ impl Config {
     /// Checks what serde cannot: ranges and relations between fields.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        self.hub.validate()?;
         if self.audio.stereo_legs[0] == self.audio.stereo_legs[1] {
             return bad("audio.stereo_legs must name two different legs".into());
         }
@@ -298,6 +538,18 @@ impl Config {
         if a.workers > 64 || a.threads_per_worker > 64 {
             return bad("asr.workers and asr.threads_per_worker are at most 64".into());
         }
+        if a.partial_interval_ms != 0 && !(250..=10_000).contains(&a.partial_interval_ms) {
+            return bad(format!(
+                "asr.partial_interval_ms = {} must be 0 (off) or 250..10000",
+                a.partial_interval_ms
+            ));
+        }
+        if !(1..=10_000).contains(&a.max_queued_utterances) {
+            return bad(format!(
+                "asr.max_queued_utterances = {} is outside 1..10000",
+                a.max_queued_utterances
+            ));
+        }
         if a.zh_prompt.contains('\0') || a.phantom_phrases.iter().any(|p| p.contains('\0')) {
             return bad("asr text settings must not contain NUL characters".into());
         }
@@ -310,6 +562,8 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("detect.{e}")))?;
         self.risk.validate().map_err(ConfigError::Invalid)?;
+        self.webhook.validate().map_err(ConfigError::Invalid)?;
+        self.device.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -367,6 +621,35 @@ mod tests {
             "[asr]\ndetect_languages = [\"klingon\"]",
             "[asr]\ndetect_languages = []",
             "[asr]\nlanguage = \"fr\"",
+            "[asr]\nmax_queued_utterances = 0",
+        ] {
+            assert!(
+                Config::parse(text, Path::new("x.toml")).is_err(),
+                "accepted: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn device_section_parses_and_is_checked() {
+        let c = Config::parse(
+            "[device]\nname = \"hw:CARD=PCH,DEV=0\"\nchannels = 2\nstereo_legs = [\"agent\", \"customer\"]\nagent = \"1042\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.device.name, "hw:CARD=PCH,DEV=0");
+        assert_eq!(c.device.stereo_legs, [Leg::Agent, Leg::Customer]);
+        assert_eq!(c.device.mono_leg, Leg::Mixed);
+        assert_eq!(c.device.call_id, "device");
+        for text in [
+            "[device]\nchannels = 3",
+            "[device]\nsample_rate = 100",
+            "[device]\nstereo_legs = [\"mixed\", \"agent\"]",
+            "[device]\nstereo_legs = [\"agent\", \"agent\"]",
+            "[device]\ncall_id = \"\"",
+            "[device]\nagent = \"a\\nb\"",
+            "[device]\nmono_leg = \"left\"",
+            "[device]\nnmae = \"default\"",
         ] {
             assert!(
                 Config::parse(text, Path::new("x.toml")).is_err(),

@@ -217,6 +217,7 @@ pub fn read_turns(path: &Path, call_id: &str, lang: &str) -> Result<Vec<Transcri
             at_ms: end,
             text: words.to_owned(),
             lang: lang.to_owned(),
+            is_final: true,
         });
     }
     Ok(out)

@@ -52,6 +52,15 @@ pub struct Transcript {
     pub text: String,
     /// Whisper's language code for the text (`en`, `zh`, ...).
     pub lang: String,
+    /// `false` for a partial: the words so far of an utterance still being spoken, replaced
+    /// by the leg's next partial and superseded by its final lines. Detection and the store
+    /// use final lines only.
+    #[serde(rename = "final", default = "yes")]
+    pub is_final: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Event {
@@ -120,6 +129,7 @@ mod tests {
             at_ms: end,
             text: "I want a refund".into(),
             lang: "en".into(),
+            is_final: true,
         })
     }
 
@@ -132,7 +142,7 @@ mod tests {
             serde_json::json!({
                 "type": "transcript", "call_id": "c1", "leg": "customer",
                 "start_ms": 1200, "end_ms": 3400, "at_ms": 3400,
-                "text": "I want a refund", "lang": "en"
+                "text": "I want a refund", "lang": "en", "final": true
             })
         );
         let back: Event = serde_json::from_value(v).unwrap();

@@ -13,11 +13,13 @@
 //! | [`detect`]   | pure detectors: raised voice (energy), lexicon, repeated complaints |
 //! | [`risk`]     | pure per-call risk engine and transfer-prompt rules |
 //! | [`monitor`]  | one call's text-side detectors and risk engine, wired together (pure) |
-//! | [`event`]    | the event enum shared by `analyze`, and later the websockets and the store |
+//! | [`event`]    | the event enum shared by `analyze`, the websockets and, later, the store |
 //! | [`live`]     | one live call as an async task: source events in, events out as audio arrives |
 //! | [`analyze`]  | the offline pipeline: a recorded call in, ordered events out |
-//! | [`hub`]      | supervisor/agent side: tokens and roles, the `/ws` websocket server |
+//! | [`hub`]      | supervisor/agent side: tokens and roles, `/ws` protocol, live state and fan-out, HTTP server, webhook |
+//! | [`metrics`]  | `/metrics`: counters in the Prometheus text format |
 //! | [`eval`]     | `eval`: scenario calls against expectations; precision, recall, time-to-alert |
+//! | [`watch`]    | `watch`: a terminal screen for the live daemon (a `/ws` client) |
 //! | [`app`]      | `serve`: wires the stages, owns shutdown (cancellation token, task tracker) |
 //! | [`cli`]      | command-line parsing and the subcommands; `main.rs` only calls it |
 
@@ -32,7 +34,9 @@ pub mod eval;
 pub mod event;
 pub mod hub;
 pub mod live;
+pub mod metrics;
 pub mod monitor;
 pub mod risk;
 pub mod segment;
 pub mod source;
+pub mod watch;

@@ -8,11 +8,14 @@
 //!
 //! Channels: `input` is the source's bounded channel (a full one holds the connection reader
 //! back, which is TCP backpressure to the phone system); `output` is bounded and awaited, so
-//! its consumer (the hub) must fan out without blocking. Whisper jobs wait on the worker pool's
-//! bounded queue on the blocking thread pool, never on the async runtime.
+//! its consumer (the hub) must fan out without blocking.
 //!
-//! Not here yet: partial transcripts of an utterance still being spoken, and priority between
-//! calls in the Whisper queue (oldest first, escalating calls ahead); both come with `serve`.
+//! Whisper: finished utterances and, about once a second while someone is still speaking,
+//! partial transcripts of the utterance so far (`final: false`, never fed to the detectors)
+//! go to the shared pool without waiting (`AsrPool::enqueue`). The pool puts finals before
+//! partials, escalating calls first, oldest first, sheds partials when it is behind and
+//! refuses finals past its bound: an utterance refused there is logged and counted, and the
+//! call goes on, voice signals included.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +24,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::asr::worker::{AsrError, AsrJob, AsrOutput, AsrPool, LegLanguage};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::asr::worker::{AsrError, AsrJob, AsrOutput, AsrPool, JobKind, JobMeta, LegLanguage};
 use crate::audio::resample::{ResampleError, StreamResampler};
 use crate::audio::{AudioChunk, Leg, PIPELINE_RATE, samples_to_ms};
 use crate::config::{Config, LanguageSetting};
@@ -29,6 +34,7 @@ use crate::detect::energy::RaisedVoiceDetector;
 use crate::detect::lexicon::Lexicon;
 use crate::event::{Event, Transcript};
 use crate::monitor::CallMonitor;
+use crate::risk::Level;
 use crate::segment::{Segmenter, Utterance};
 use crate::source::{CallInfo, EndReason, SourceEvent};
 
@@ -40,6 +46,8 @@ pub struct LiveContext {
     /// Overrides the config's language for every call (`serve --lang`); a source's metadata
     /// language overrides both.
     pub lang: Option<LanguageSetting>,
+    /// Every hosted call's task, so that shutdown can wait for the calls to drain.
+    pub calls: tokio_util::task::TaskTracker,
 }
 
 /// How a call's task ended.
@@ -72,9 +80,28 @@ struct LegState {
     /// 16 kHz samples produced so far on this leg.
     position: u64,
     scratch: Vec<f32>,
+    /// Counts this leg's closed utterances: a partial made for an utterance that has since
+    /// closed is stale and dropped.
+    utterance_seq: u64,
+    /// Leg position of the last partial asked for, and whether one is in flight.
+    last_partial: u64,
+    partial_in_flight: bool,
 }
 
-type AsrResult = (Leg, u64, Result<AsrOutput, AsrError>);
+/// What a finished Whisper job was for.
+#[derive(Debug, Clone, Copy)]
+struct JobTag {
+    leg: Leg,
+    kind: JobKind,
+    /// The utterance's audio length (language detection weighs by it).
+    duration_ms: u64,
+    /// For partials: the utterance (`utterance_seq`) and the span it covered.
+    seq: u64,
+    start_ms: u64,
+    end_ms: u64,
+}
+
+type AsrResult = (JobTag, Result<AsrOutput, AsrError>);
 
 /// Runs one call until its source ends (an `Ended` event or a closed channel), then flushes:
 /// the last utterances are transcribed, and the summary is the last event sent.
@@ -87,6 +114,94 @@ pub async fn run_call(
     // One span per call, attached to the future so it is right across awaits.
     let span = tracing::info_span!("call", call_id = %info.call_id, source = ?info.source);
     call_task(info, input, ctx, output).instrument(span).await
+}
+
+/// The call's side of the Whisper queue: its jobs in flight and its priority.
+struct Jobs {
+    set: JoinSet<AsrResult>,
+    pool: Arc<AsrPool>,
+    call_id: Arc<str>,
+    /// Raised while the call's risk is at escalate: its jobs go first.
+    urgent: Arc<AtomicBool>,
+    partial_every: u64,
+}
+
+impl Jobs {
+    fn submit(&mut self, job: AsrJob, tag: JobTag) -> Result<(), AsrError> {
+        let meta = JobMeta {
+            call_id: Arc::clone(&self.call_id),
+            kind: tag.kind,
+            urgent: Arc::clone(&self.urgent),
+        };
+        let rx = self.pool.enqueue(job, meta)?;
+        self.set.spawn(async move {
+            let result = rx.await.unwrap_or(Err(AsrError::Closed));
+            (tag, result)
+        });
+        Ok(())
+    }
+
+    /// Queues a finished utterance; returns 1 when the queue refused it (overload: the words
+    /// are lost, the voice signals were not).
+    fn final_utterance(&mut self, state: &mut LegState, u: Utterance) -> usize {
+        state.utterance_seq += 1;
+        state.last_partial = 0;
+        let tag = JobTag {
+            leg: u.leg,
+            kind: JobKind::Final,
+            duration_ms: u.duration_ms(),
+            seq: state.utterance_seq,
+            start_ms: u.start_ms(),
+            end_ms: u.end_ms(),
+        };
+        let job = AsrJob {
+            leg: u.leg,
+            start_ms: u.start_ms(),
+            lang: state.language.request(),
+            samples: u.samples,
+        };
+        match self.submit(job, tag) {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::warn!(leg = %tag.leg, start_ms = tag.start_ms, error = %e, "utterance not transcribed");
+                1
+            }
+        }
+    }
+
+    /// Asks for a partial transcript of the leg's open utterance when one is due: about every
+    /// `partial_every` samples of speech, one at a time per leg, never for less than a second.
+    fn maybe_partial(&mut self, state: &mut LegState, leg: Leg) {
+        if self.partial_every == 0 || state.partial_in_flight {
+            return;
+        }
+        let Some((start, samples)) = state.segmenter.open_utterance() else {
+            return;
+        };
+        let len = samples.len() as u64;
+        if len < PIPELINE_RATE as u64 || len < state.last_partial + self.partial_every {
+            return;
+        }
+        let tag = JobTag {
+            leg,
+            kind: JobKind::Partial,
+            duration_ms: samples_to_ms(len, PIPELINE_RATE),
+            seq: state.utterance_seq,
+            start_ms: samples_to_ms(start, PIPELINE_RATE),
+            end_ms: samples_to_ms(start + len, PIPELINE_RATE),
+        };
+        let job = AsrJob {
+            leg,
+            start_ms: tag.start_ms,
+            lang: state.language.request(),
+            samples: samples.to_vec(),
+        };
+        state.last_partial = len;
+        // Refused partials (transcription is behind) are simply skipped: counted by the pool.
+        if self.submit(job, tag).is_ok() {
+            state.partial_in_flight = true;
+        }
+    }
 }
 
 async fn call_task(
@@ -120,11 +235,20 @@ async fn call_task(
                 language: LegLanguage::new(setting, &ctx.cfg.asr),
                 position: 0,
                 scratch: Vec::new(),
+                utterance_seq: 0,
+                last_partial: 0,
+                partial_in_flight: false,
             },
         );
     }
     let mut monitor = CallMonitor::new(&call_id, &ctx.cfg, Arc::clone(&ctx.lexicon));
-    let mut jobs: JoinSet<AsrResult> = JoinSet::new();
+    let mut jobs = Jobs {
+        set: JoinSet::new(),
+        pool: Arc::clone(&ctx.pool),
+        call_id: call_id.as_str().into(),
+        urgent: Arc::new(AtomicBool::new(false)),
+        partial_every: ctx.cfg.asr.partial_interval_ms as u64 * PIPELINE_RATE as u64 / 1000,
+    };
     let mut out = Out {
         tx: output,
         call_id: call_id.clone(),
@@ -150,14 +274,16 @@ async fn call_task(
                     state.scratch.clear();
                     state.resampler.process(&samples, &mut state.scratch);
                     let found = feed_leg(state, leg);
+                    for u in found.utterances {
+                        utterances += 1;
+                        failed += jobs.final_utterance(state, u);
+                    }
+                    jobs.maybe_partial(state, leg);
                     let at = now(&legs);
                     for signal in found.signals {
                         out.send_all(monitor.on_signal(signal, at)).await?;
                     }
-                    for u in found.utterances {
-                        utterances += 1;
-                        submit(&mut jobs, &ctx.pool, &legs, u);
-                    }
+                    jobs.urgent.store(monitor.level() == Level::Escalate, Ordering::Relaxed);
                 }
                 Some(SourceEvent::Dtmf { digit, at_ms }) => {
                     tracing::debug!(%digit, at_ms, "dtmf");
@@ -166,9 +292,10 @@ async fn call_task(
                 Some(SourceEvent::Ended(reason)) => break reason,
                 None => break EndReason::Disconnected,
             },
-            Some(done) = jobs.join_next(), if !jobs.is_empty() => {
+            Some(done) = jobs.set.join_next(), if !jobs.set.is_empty() => {
                 let at = now(&legs);
                 failed += on_transcribed(done, &mut legs, &mut monitor, &mut out, &call_id, at).await?;
+                jobs.urgent.store(monitor.level() == Level::Escalate, Ordering::Relaxed);
             }
         }
     };
@@ -186,17 +313,11 @@ async fn call_task(
         }
         for u in found.utterances {
             utterances += 1;
-            let job = AsrJob {
-                leg,
-                start_ms: u.start_ms(),
-                lang: state.language.request(),
-                samples: u.samples,
-            };
-            spawn_job(&mut jobs, &ctx.pool, job);
+            failed += jobs.final_utterance(state, u);
         }
     }
     let end_ms = now(&legs);
-    while let Some(done) = jobs.join_next().await {
+    while let Some(done) = jobs.set.join_next().await {
         failed += on_transcribed(done, &mut legs, &mut monitor, &mut out, &call_id, end_ms).await?;
     }
     out.send(monitor.finish(end_ms)).await?;
@@ -254,34 +375,9 @@ fn feed_leg(state: &mut LegState, leg: Leg) -> Found {
     found
 }
 
-fn submit(
-    jobs: &mut JoinSet<AsrResult>,
-    pool: &Arc<AsrPool>,
-    legs: &BTreeMap<Leg, LegState>,
-    u: Utterance,
-) {
-    let lang = legs
-        .get(&u.leg)
-        .map(|s| s.language.request())
-        .unwrap_or(crate::asr::worker::LangRequest::Fixed("en".into()));
-    let job = AsrJob {
-        leg: u.leg,
-        start_ms: u.start_ms(),
-        lang,
-        samples: u.samples,
-    };
-    spawn_job(jobs, pool, job);
-}
-
-fn spawn_job(jobs: &mut JoinSet<AsrResult>, pool: &Arc<AsrPool>, job: AsrJob) {
-    let pool = Arc::clone(pool);
-    let leg = job.leg;
-    let duration = samples_to_ms(job.samples.len() as u64, PIPELINE_RATE);
-    // Waiting for a worker blocks, so it happens on the blocking pool.
-    jobs.spawn_blocking(move || (leg, duration, pool.transcribe_blocking(job)));
-}
-
-/// Handles one finished Whisper job; returns 1 when it failed.
+/// Handles one finished Whisper job; returns 1 when a final utterance failed. A partial
+/// becomes a `transcript` with `final: false` unless its utterance has closed meanwhile;
+/// partials never reach the detectors.
 async fn on_transcribed(
     done: Result<AsrResult, tokio::task::JoinError>,
     legs: &mut BTreeMap<Leg, LegState>,
@@ -290,32 +386,66 @@ async fn on_transcribed(
     call_id: &str,
     at: u64,
 ) -> Result<usize, LiveError> {
-    let (leg, duration, result) = match done {
+    let (tag, result) = match done {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "transcription task failed");
             return Ok(1);
         }
     };
+    let state = legs.get_mut(&tag.leg);
+    if tag.kind == JobKind::Partial {
+        let Some(state) = state else { return Ok(0) };
+        state.partial_in_flight = false;
+        let Ok(output) = result else {
+            // Shed or superseded: the final words are on their way.
+            return Ok(0);
+        };
+        if tag.seq != state.utterance_seq || !state.segmenter.in_speech() {
+            return Ok(0);
+        }
+        let text = output
+            .segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if text.is_empty() {
+            return Ok(0);
+        }
+        out.send(Event::Transcript(Transcript {
+            call_id: call_id.to_owned(),
+            leg: tag.leg,
+            start_ms: tag.start_ms,
+            end_ms: tag.end_ms,
+            at_ms: at.max(tag.end_ms),
+            text,
+            lang: output.lang,
+            is_final: false,
+        }))
+        .await?;
+        return Ok(0);
+    }
     let output = match result {
         Ok(o) => o,
         Err(e) => {
-            tracing::warn!(%leg, error = %e, "utterance not transcribed");
+            tracing::warn!(leg = %tag.leg, error = %e, "utterance not transcribed");
             return Ok(1);
         }
     };
-    if let Some(state) = legs.get_mut(&leg) {
-        state.language.observe(duration, &output);
+    if let Some(state) = state {
+        state.language.observe(tag.duration_ms, &output);
     }
     for seg in output.segments {
         let t = Transcript {
             call_id: call_id.to_owned(),
-            leg,
+            leg: tag.leg,
             start_ms: seg.start_ms,
             end_ms: seg.end_ms,
             at_ms: at.max(seg.end_ms),
             text: seg.text,
             lang: output.lang.clone(),
+            is_final: true,
         };
         let found = monitor.on_transcript(&t, t.at_ms);
         out.send(Event::Transcript(t)).await?;

@@ -49,6 +49,12 @@ impl CallMonitor {
         }
     }
 
+    /// The call's current risk level (the live daemon puts escalating calls first in the
+    /// Whisper queue).
+    pub fn level(&self) -> crate::risk::Level {
+        self.risk.level()
+    }
+
     /// Swaps in a reloaded lexicon; takes effect from the next transcript.
     pub fn set_lexicon(&mut self, lexicon: Arc<Lexicon>) {
         self.words.set_lexicon(Arc::clone(&lexicon));
@@ -140,6 +146,7 @@ mod tests {
             at_ms: end,
             text: text.into(),
             lang: lang.into(),
+            is_final: true,
         }
     }
 

@@ -200,6 +200,14 @@ impl Segmenter {
         self.active.is_some()
     }
 
+    /// The utterance still being spoken, if any: its first sample (leg time) and its audio
+    /// so far, for a partial transcript.
+    pub fn open_utterance(&self) -> Option<(u64, &[f32])> {
+        self.active
+            .as_ref()
+            .map(|a| (a.start_sample, a.samples.as_slice()))
+    }
+
     /// Feeds samples (16 kHz, any count) and returns utterances completed by them.
     pub fn push(&mut self, samples: &[f32]) -> Vec<Utterance> {
         let mut out = Vec::new();

@@ -40,6 +40,7 @@ async fn an_escalating_call_streamed_in_phone_frames_raises_its_prompt() {
         pool: Arc::new(pool),
         lang: None,
         cfg,
+        calls: Default::default(),
     });
     let info = CallInfo {
         call_id: "live-1".into(),

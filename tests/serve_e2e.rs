@@ -35,9 +35,9 @@ async fn a_supervisor_sees_a_replayed_call_and_its_transfer_prompt_live() {
         replay: vec![fixture("en-media-threat.wav")],
         loop_replay: false,
         audiosocket: None,
-        audiosocket_leg: callguard::audio::Leg::Customer,
         // Twice real time keeps the test short; Whisper keeps up on two cores.
         replay_speed: 2.0,
+        ..Default::default()
     };
     let shutdown = CancellationToken::new();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -75,7 +75,7 @@ async fn a_supervisor_sees_a_replayed_call_and_its_transfer_prompt_live() {
         messages.push(v);
     }
     assert_eq!(messages[0]["type"], "snapshot");
-    assert_eq!(messages[0]["version"], 1);
+    assert_eq!(messages[0]["version"], 2);
     let kinds: Vec<&str> = messages
         .iter()
         .map(|m| m["type"].as_str().unwrap())
@@ -98,16 +98,35 @@ async fn a_supervisor_sees_a_replayed_call_and_its_transfer_prompt_live() {
             .starts_with("replay-0-en-media-threat")
     );
 
-    // Shutdown: the call drains, the socket is closed by the server, run returns Ok.
+    // Shutdown mid-call: the call drains and its last events (summary, call_ended) still
+    // reach the screen before the server closes the socket (1001); run returns Ok.
     shutdown.cancel();
-    let mut closed = false;
+    let mut after = Vec::new();
+    let mut close_code = None;
     while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
-        if matches!(msg, Ok(Message::Close(_)) | Err(_)) {
-            closed = true;
-            break;
+        match msg {
+            Ok(Message::Text(text)) => {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                after.push(v["type"].as_str().unwrap().to_owned());
+            }
+            Ok(Message::Close(frame)) => {
+                close_code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            _ => break,
         }
     }
-    assert!(closed, "the server did not close the socket");
+    assert_eq!(
+        close_code,
+        Some(1001),
+        "the server did not close the socket: {after:?}"
+    );
+    let summary = after.iter().position(|k| k == "summary");
+    let ended = after.iter().position(|k| k == "call_ended");
+    assert!(
+        summary.is_some() && ended.is_some() && summary < ended,
+        "the drained call's last events before the close: {after:?}"
+    );
     tokio::time::timeout(Duration::from_secs(60), server)
         .await
         .expect("drained in time")
@@ -159,6 +178,7 @@ async fn start_plain_with(
         replay_speed: 1.0,
         audiosocket: Some(audiosocket_addr),
         audiosocket_leg: callguard::audio::Leg::Customer,
+        ..Default::default()
     };
     let shutdown = CancellationToken::new();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -453,4 +473,204 @@ where
             return (started, kinds, alert);
         }
     }
+}
+
+/// Sends one channel of a recording as an AudioSocket connection with the given UUID, at four
+/// times real pace (a 20 ms frame every 5 ms), so that two legs overlap as in a real call.
+async fn audiosocket_leg(at: std::net::SocketAddr, id: [u8; 16], samples: Vec<f32>) {
+    use callguard::audio::g711::f32_to_i16;
+    use callguard::source::audiosocket::{KIND_HANGUP, KIND_SLIN, encode_frame, uuid_frame};
+    use tokio::io::AsyncWriteExt;
+    let mut conn = tokio::net::TcpStream::connect(at).await.unwrap();
+    conn.write_all(&uuid_frame(&id)).await.unwrap();
+    let mut pace = tokio::time::interval(Duration::from_millis(5));
+    for frame in samples.chunks(160) {
+        pace.tick().await;
+        let pcm: Vec<u8> = frame
+            .iter()
+            .flat_map(|&x| f32_to_i16(x).to_le_bytes())
+            .collect();
+        conn.write_all(&encode_frame(KIND_SLIN, &pcm))
+            .await
+            .unwrap();
+    }
+    conn.write_all(&encode_frame(KIND_HANGUP, &[]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_audiosocket_legs_with_one_uuid_are_one_call() {
+    let data = tempfile::tempdir().unwrap();
+    let mut store = TokenStore::open(data.path()).unwrap();
+    let sup = store.create("sup", Role::Supervisor, None, 0).unwrap();
+    let (customer_at, agent_at) = (free_port(), free_port());
+    let cfg = Config {
+        asr: AsrConfig {
+            model: model(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let opts = ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.path().to_owned(),
+        lang: Some(callguard::config::LanguageSetting::En),
+        audiosocket: Some(customer_at),
+        audiosocket_agent: Some(agent_at),
+        ..Default::default()
+    };
+    let shutdown = CancellationToken::new();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(run(cfg, opts, shutdown.clone(), Some(ready_tx)));
+    let addr = ready_rx.await.expect("server ready");
+    let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
+        .await
+        .unwrap();
+
+    let audio = callguard::audio::wav::read_wav(&fixture("en-media-threat.wav")).unwrap();
+    let id = [0x7b_u8; 16];
+    let customer = tokio::spawn(audiosocket_leg(customer_at, id, audio.channels[0].clone()));
+    // The agent's channel opens a moment later, as a second dialplan AudioSocket would.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let agent = tokio::spawn(audiosocket_leg(agent_at, id, audio.channels[1].clone()));
+    customer.await.unwrap();
+    agent.await.unwrap();
+
+    let mut started = Vec::new();
+    let mut legs = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let next = tokio::time::timeout_at(deadline, watcher.next())
+            .await
+            .expect("call ended in time");
+        let Some(Ok(Message::Text(text))) = next else {
+            panic!("watcher socket ended: {next:?}")
+        };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        match v["type"].as_str().unwrap() {
+            "call_started" => started.push(v.clone()),
+            "transcript" if v["final"] == true => {
+                assert_eq!(v["call_id"], "7b7b7b7b-7b7b-7b7b-7b7b-7b7b7b7b7b7b");
+                legs.insert(v["leg"].as_str().unwrap().to_owned());
+            }
+            "call_ended" => break,
+            _ => {}
+        }
+    }
+    assert_eq!(started.len(), 1, "one call for both legs: {started:?}");
+    assert_eq!(
+        started[0]["call"]["legs"],
+        serde_json::json!(["customer", "agent"])
+    );
+    assert_eq!(
+        legs,
+        std::collections::BTreeSet::from(["agent".to_owned(), "customer".to_owned()])
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .expect("drained in time")
+        .unwrap()
+        .unwrap();
+}
+
+/// Twilio's signature scheme for a websocket upgrade: HMAC-SHA1 of the URL, base64.
+fn twilio_signature(auth_token: &str, url: &str) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes()).unwrap();
+    mac.update(url.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_twilio_signature_admits_a_stream_and_a_forged_one_is_refused() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let data = tempfile::tempdir().unwrap();
+    let mut store = TokenStore::open(data.path()).unwrap();
+    let sup = store.create("sup", Role::Supervisor, None, 0).unwrap();
+    let cfg = Config {
+        asr: AsrConfig {
+            model: model(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let opts = ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.path().to_owned(),
+        lang: Some(callguard::config::LanguageSetting::En),
+        twilio_auth_token: Some("twilio-secret".into()),
+        public_url: Some("wss://callguard.example.com".into()),
+        ..Default::default()
+    };
+    let shutdown = CancellationToken::new();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(run(cfg, opts, shutdown.clone(), Some(ready_tx)));
+    let addr = ready_rx.await.expect("server ready");
+    let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
+        .await
+        .unwrap();
+
+    let upgrade = |signature: String| {
+        let mut req = format!("ws://{addr}/ingest/twilio?leg=both")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("x-twilio-signature", signature.parse().unwrap());
+        req
+    };
+    // Signed for another URL, or with another account's token: refused before the upgrade.
+    for forged in [
+        twilio_signature(
+            "twilio-secret",
+            "wss://evil.example.com/ingest/twilio?leg=both",
+        ),
+        twilio_signature(
+            "other-account",
+            "wss://callguard.example.com/ingest/twilio?leg=both",
+        ),
+    ] {
+        match tokio_tungstenite::connect_async(upgrade(forged)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 403)
+            }
+            other => panic!("forged signature accepted: {other:?}"),
+        }
+    }
+
+    // Signed for the public URL Twilio used (the proxy in front changes the Host header):
+    // admitted without any ingest token.
+    let good = twilio_signature(
+        "twilio-secret",
+        "wss://callguard.example.com/ingest/twilio?leg=both",
+    );
+    let (mut twilio, _) = tokio_tungstenite::connect_async(upgrade(good))
+        .await
+        .unwrap();
+    let start = serde_json::json!({
+        "event": "start", "sequenceNumber": "1", "streamSid": "MZsig",
+        "start": {"accountSid": "AC1", "streamSid": "MZsig", "callSid": "CAsigned",
+                  "tracks": ["inbound", "outbound"], "customParameters": {},
+                  "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}
+    });
+    twilio.send(Message::text(start.to_string())).await.unwrap();
+    twilio
+        .send(Message::text(
+            r#"{"event":"stop","sequenceNumber":"2","streamSid":"MZsig","stop":{"accountSid":"AC1","callSid":"CAsigned"}}"#,
+        ))
+        .await
+        .unwrap();
+    let (started, _, _) = watch_call(&mut watcher).await;
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0]["call_id"], "CAsigned");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .expect("drained in time")
+        .unwrap()
+        .unwrap();
 }

@@ -1193,6 +1193,7 @@ mod tests {
             at_ms: start_ms + 2000,
             text: text.into(),
             lang: "en".into(),
+            is_final: true,
         }
     }
 

@@ -478,6 +478,7 @@ mod tests {
             at_ms: start_ms + 3000,
             text: text.into(),
             lang: "en".into(),
+            is_final: true,
         }
     }
 

@@ -1,192 +1,40 @@
-//! The supervisor/agent websocket (`/ws`) and the health endpoint, first version: clients
-//! authenticate with a token (header or `?token=`; refused with 401 before the upgrade), get a
-//! `snapshot` of the active calls, then every call's events as they happen, filtered by role
-//! (an agent sees only calls with their agent name). Messages are the central `Event` JSON plus
-//! the hub's own `snapshot`, `call_started` and `call_ended`.
+//! The daemon's HTTP side: the supervisor/agent websocket (`/ws`), the ingest websockets
+//! (`/ingest/twilio` for Twilio Media Streams, `/ingest/audiofork` for FreeSWITCH
+//! mod_audio_fork and jambonz `listen`), `/healthz` and `/metrics`.
 //!
-//! Fan-out is a broadcast channel: a client that falls a full buffer behind is disconnected
-//! with close code 1008 and a reason, so a stuck screen never slows the pipeline.
-//! Ingest: `/ingest/twilio` (Twilio Media Streams) and `/ingest/audiofork` (FreeSWITCH
-//! mod_audio_fork, jambonz `listen`) host a live call per stream.
-//! Not here yet: client commands (subscribe, accept_transfer, dismiss_alert), alert re-sends,
-//! the webhook, Twilio signature checks and /metrics. (AudioSocket is plain TCP: `app`.)
+//! `/ws`: the token (header or `?token=`) is checked before the upgrade (401); the client gets
+//! a `snapshot`, then its queue from `state::Hub`, and may send commands (`protocol`). A
+//! client whose queue overflows is closed with 1008; a malformed command gets an `error` reply
+//! and nothing else happens. Ingest: a token with the `ingest` role, or for Twilio a valid
+//! `X-Twilio-Signature` when the account's auth token is configured. A malformed frame closes
+//! that connection only (1007). The hub's state and routing rules live in `state`; AudioSocket
+//! is plain TCP (`app`).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{OriginalUri, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Serialize;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::auth::{Action, Principal, TokenStore, bearer_token, can};
-use crate::event::{Event, Transcript};
+use super::auth::{Action, Principal, Role, bearer_token, can};
+use super::protocol::{ClientCommand, ErrorCode, HubMessage, to_json};
+pub use super::state::Hub;
 use crate::live::LiveContext;
-use crate::risk::Level;
-use crate::source::CallInfo;
 use crate::source::audiofork::{AudioforkSession, SUBPROTOCOLS};
-use crate::source::twilio::TwilioSession;
+use crate::source::twilio::{TwilioSession, validate_signature};
 use crate::source::{SourceError, SourceEvent};
 
-/// The hub protocol version, sent in the first message.
-pub const PROTOCOL_VERSION: u32 = 1;
-/// Messages a client may be behind before it is dropped.
-const CLIENT_BUFFER: usize = 1024;
-/// Transcript lines kept per call for the snapshot.
-const SNAPSHOT_LINES: usize = 20;
-
-/// One message to clients, already serialised, with what the role filter needs.
-#[derive(Debug, Clone)]
-pub struct HubMessage {
-    pub agent: Option<String>,
-    pub json: Arc<str>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CallView {
-    pub call: CallInfo,
-    pub level: Level,
-    pub score: f32,
-    pub open_alerts: Vec<String>,
-    pub last_lines: Vec<Transcript>,
-}
-
-/// The live state every new client is shown, and the channel every client listens to.
-pub struct Hub {
-    calls: Mutex<BTreeMap<String, CallView>>,
-    tx: broadcast::Sender<HubMessage>,
-    tokens: Mutex<TokenStore>,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum HubOwn<'a> {
-    Snapshot {
-        version: u32,
-        calls: Vec<&'a CallView>,
-    },
-    CallStarted {
-        call_id: &'a str,
-        call: &'a CallInfo,
-    },
-    CallEnded {
-        call_id: &'a str,
-    },
-}
-
-fn to_json<T: Serialize>(v: &T) -> Arc<str> {
-    serde_json::to_string(v)
-        .unwrap_or_else(|e| format!("{{\"type\":\"error\",\"message\":\"{e}\"}}"))
-        .into()
-}
-
-impl Hub {
-    pub fn new(tokens: TokenStore) -> Arc<Self> {
-        let (tx, _) = broadcast::channel(CLIENT_BUFFER);
-        Arc::new(Self {
-            calls: Mutex::new(BTreeMap::new()),
-            tx,
-            tokens: Mutex::new(tokens),
-        })
-    }
-
-    fn publish(&self, agent: Option<String>, json: Arc<str>) {
-        // No receivers is fine: nobody is watching.
-        let _ = self.tx.send(HubMessage { agent, json });
-    }
-
-    pub fn call_started(&self, call: &CallInfo) {
-        let view = CallView {
-            call: call.clone(),
-            level: Level::Calm,
-            score: 0.0,
-            open_alerts: Vec::new(),
-            last_lines: Vec::new(),
-        };
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.insert(call.call_id.clone(), view);
-        }
-        self.publish(
-            call.agent.clone(),
-            to_json(&HubOwn::CallStarted {
-                call_id: &call.call_id,
-                call,
-            }),
-        );
-    }
-
-    /// Records an event in the call's state and sends it to clients.
-    pub fn event(&self, event: &Event) {
-        let json = to_json(event);
-        let mut agent = None;
-        if let Ok(mut calls) = self.calls.lock()
-            && let Some(view) = calls.get_mut(event.call_id())
-        {
-            agent = view.call.agent.clone();
-            match event {
-                Event::Transcript(t) => {
-                    view.last_lines.push(t.clone());
-                    let excess = view.last_lines.len().saturating_sub(SNAPSHOT_LINES);
-                    view.last_lines.drain(..excess);
-                }
-                Event::Risk(r) => {
-                    view.level = r.level;
-                    view.score = r.score;
-                }
-                Event::Alert(a) => view.open_alerts.push(a.alert_id.clone()),
-                _ => {}
-            }
-        }
-        self.publish(agent, json);
-    }
-
-    pub fn call_ended(&self, call_id: &str) {
-        let agent = self
-            .calls
-            .lock()
-            .ok()
-            .and_then(|mut c| c.remove(call_id))
-            .and_then(|v| v.call.agent);
-        self.publish(agent, to_json(&HubOwn::CallEnded { call_id }));
-    }
-
-    pub fn active_calls(&self) -> usize {
-        self.calls.lock().map(|c| c.len()).unwrap_or(0)
-    }
-
-    /// The principal behind a request's token: `Authorization: Bearer`, else `token`, the
-    /// (already decoded) `?token=` query value or a token carried in-band by a protocol.
-    fn authenticate(&self, headers: &HeaderMap, token: Option<&str>) -> Option<Principal> {
-        let auth = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let token = bearer_token(auth, None).or_else(|| token.map(str::to_owned))?;
-        let mut store = self.tokens.lock().ok()?;
-        // A token revoked from the command line takes effect without a restart.
-        if let Err(e) = store.reload_if_changed() {
-            tracing::warn!(error = %e, "token store not reloaded");
-        }
-        store.verify(&token)
-    }
-}
-
-impl Hub {
-    /// Whether a request (or a protocol's in-band token) may send call audio.
-    fn may_ingest(&self, headers: &HeaderMap, token: Option<&str>) -> bool {
-        self.authenticate(headers, token)
-            .is_some_and(|p| can(&p, Action::Ingest))
-    }
-}
-
-/// Whether a client may see a message.
-fn visible(p: &Principal, agent: Option<&str>) -> bool {
-    can(p, Action::WatchAll) || agent.is_some_and(|a| can(p, Action::WatchAgent(a)))
+/// Twilio signature checking: the account's auth token, and the public base URL Twilio
+/// connects to (`wss://host`), when a proxy in front changes the Host header.
+#[derive(Debug, Clone, Default)]
+pub struct TwilioAuth {
+    pub auth_token: Option<String>,
+    pub public_url: Option<String>,
 }
 
 /// What the handlers share.
@@ -194,21 +42,33 @@ fn visible(p: &Principal, agent: Option<&str>) -> bool {
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub live: Arc<LiveContext>,
+    /// Ingest stops (and new connections are refused) when this is cancelled.
     pub shutdown: CancellationToken,
+    /// Screens close when this is cancelled: after the calls have drained.
+    pub screens_stop: CancellationToken,
+    pub twilio: Arc<TwilioAuth>,
 }
 
-/// The router: `/ws`, `/ingest/twilio`, `/ingest/audiofork` and `/healthz`.
-pub fn router(hub: Arc<Hub>, live: Arc<LiveContext>, shutdown: CancellationToken) -> Router {
+/// The router: `/ws`, `/ingest/twilio`, `/ingest/audiofork`, `/healthz` and `/metrics`.
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_handler))
         .route("/ws", get(ws_handler))
         .route("/ingest/twilio", get(twilio_handler))
         .route("/ingest/audiofork", get(audiofork_handler))
-        .with_state(AppState {
-            hub,
-            live,
-            shutdown,
-        })
+        .with_state(state)
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&state.hub, &state.live),
+    )
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -216,8 +76,28 @@ struct WsQuery {
     token: Option<String>,
 }
 
+impl Hub {
+    /// The principal behind a request's token: `Authorization: Bearer`, else the (already
+    /// decoded) `?token=` value or a token a protocol carries in-band.
+    fn authenticate(&self, headers: &HeaderMap, token: Option<&str>) -> Option<Principal> {
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let token = bearer_token(auth, None).or_else(|| token.map(str::to_owned))?;
+        self.verify(&token)
+    }
+
+    /// Whether a request (or a protocol's in-band token) may send call audio.
+    fn may_ingest(&self, headers: &HeaderMap, token: Option<&str>) -> bool {
+        self.authenticate(headers, token)
+            .is_some_and(|p| can(&p, Action::Ingest))
+    }
+}
+
 async fn ws_handler(
-    State(AppState { hub, shutdown, .. }): State<AppState>,
+    State(AppState {
+        hub, screens_stop, ..
+    }): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
@@ -225,89 +105,154 @@ async fn ws_handler(
     let Some(principal) = hub.authenticate(&headers, q.token.as_deref()) else {
         return (StatusCode::UNAUTHORIZED, "a valid token is required\n").into_response();
     };
-    if principal.role == super::auth::Role::Ingest {
+    if principal.role == Role::Ingest {
         return (
             StatusCode::FORBIDDEN,
             "an ingest token cannot watch calls\n",
         )
             .into_response();
     }
-    ws.on_upgrade(move |socket| client(socket, hub, principal, shutdown))
+    ws.max_message_size(super::protocol::MAX_COMMAND_BYTES * 4)
+        .on_upgrade(move |socket| client(socket, hub, principal, screens_stop))
 }
 
 async fn client(mut socket: WebSocket, hub: Arc<Hub>, who: Principal, shutdown: CancellationToken) {
     let span = tracing::info_span!("client", name = %who.name, role = %who.role);
     async {
-        // Subscribe before the snapshot so nothing falls between them.
-        let mut rx = hub.tx.subscribe();
-        let snapshot = {
-            let calls = match hub.calls.lock() {
-                Ok(c) => c,
-                Err(_) => return,
-            };
-            let visible_calls: Vec<&CallView> = calls
-                .values()
-                .filter(|v| visible(&who, v.call.agent.as_deref()))
-                .collect();
-            to_json(&HubOwn::Snapshot {
-                version: PROTOCOL_VERSION,
-                calls: visible_calls,
-            })
-        };
-        if socket
-            .send(Message::Text(snapshot.as_ref().into()))
-            .await
-            .is_err()
-        {
-            return;
-        }
+        let handle = hub.connect(who);
         tracing::info!("connected");
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    close(&mut socket, 1001, "server shutting down").await;
-                    break;
-                }
-                msg = rx.recv() => match msg {
-                    Ok(m) => {
-                        if !visible(&who, m.agent.as_deref()) {
-                            continue;
-                        }
-                        if socket.send(Message::Text(m.json.as_ref().into())).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "client too slow: disconnecting");
-                        close(&mut socket, 1008, "too slow: fell behind the live stream").await;
-                        break;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
-                incoming = socket.recv() => match incoming {
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    // Client commands come in the next version; pings are answered by axum.
-                    Some(Ok(_)) => {}
-                },
-            }
+        let mut overflowed = false;
+        if socket
+            .send(Message::Text(handle.snapshot.as_ref().into()))
+            .await
+            .is_ok()
+        {
+            overflowed = serve_client(&mut socket, &hub, &handle, &shutdown).await;
         }
-        tracing::info!("disconnected");
+        hub.disconnect(handle.id, overflowed);
+        tracing::info!(overflowed, "disconnected");
     }
     .instrument(span)
     .await;
 }
 
-/// Twilio Media Streams. Twilio strips query strings, so besides `Authorization: Bearer` the
-/// ingest token may come as `token` in the stream's `customParameters`; a call whose `start`
-/// carries neither is refused (close 1008) before any audio is used. A malformed message
-/// closes this connection only (1007); other calls go on.
+/// Moves the client's queue to its socket and answers its commands, until either side goes.
+/// Returns whether the client was cut off for falling behind.
+async fn serve_client(
+    socket: &mut WebSocket,
+    hub: &Hub,
+    handle: &super::state::ClientHandle,
+    shutdown: &CancellationToken,
+) -> bool {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                // What was queued before the drain finished still goes out.
+                if let Ok(msgs) = handle.queue.drain() {
+                    for m in msgs {
+                        if socket.send(Message::Text(m.json.as_ref().into())).await.is_err() {
+                            return false;
+                        }
+                    }
+                }
+                close(socket, 1001, "server shutting down").await;
+                return false;
+            }
+            _ = handle.queue.wait() => {
+                let Ok(msgs) = handle.queue.drain() else {
+                    tracing::warn!("client too slow: disconnecting");
+                    close(socket, 1008, "too slow: fell behind the live stream").await;
+                    return true;
+                };
+                for m in msgs {
+                    if socket.send(Message::Text(m.json.as_ref().into())).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+            incoming = socket.recv() => {
+                let reply = match incoming {
+                    Some(Ok(Message::Text(t))) => match ClientCommand::parse(t.as_str()) {
+                        Ok(cmd) => {
+                            tracing::debug!(command = cmd.name(), "command");
+                            hub.command(handle.id, &cmd)
+                        }
+                        Err(message) => to_json(&HubMessage::Error {
+                            id: None,
+                            code: ErrorCode::BadRequest,
+                            message: &message,
+                        }),
+                    },
+                    Some(Ok(Message::Binary(_))) => to_json(&HubMessage::Error {
+                        id: None,
+                        code: ErrorCode::BadRequest,
+                        message: "commands are JSON text frames",
+                    }),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return false,
+                    // Pings are answered by axum.
+                    Some(Ok(_)) => continue,
+                };
+                if socket.send(Message::Text(reply.as_ref().into())).await.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Whether a Twilio upgrade request carries a valid `X-Twilio-Signature`: `None` when there is
+/// no header or no auth token configured. Twilio signs the URL it requested; behind a proxy,
+/// `public_url` says what that was, otherwise it is rebuilt from the Host header.
+fn twilio_signature_ok(
+    auth: &TwilioAuth,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+) -> Option<bool> {
+    let key = auth.auth_token.as_deref()?;
+    let signature = headers.get("x-twilio-signature")?.to_str().ok()?;
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut candidates = Vec::new();
+    if let Some(base) = &auth.public_url {
+        candidates.push(format!("{}{path}", base.trim_end_matches('/')));
+    }
+    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        candidates.push(format!("wss://{host}{path}"));
+        candidates.push(format!("ws://{host}{path}"));
+    }
+    Some(
+        candidates
+            .iter()
+            .any(|url| validate_signature(key, url, &[], signature)),
+    )
+}
+
+/// Twilio Media Streams. With the account's auth token configured, a valid
+/// `X-Twilio-Signature` authorises the stream and an invalid one is refused (403) before the
+/// upgrade. Otherwise an ingest token: `Authorization: Bearer`, or, since Twilio strips query
+/// strings, `token` in the stream's `customParameters`; a call whose `start` carries neither is
+/// refused (close 1008) before any audio is used. A malformed message closes this connection
+/// only (1007); other calls go on.
 async fn twilio_handler(
     State(state): State<AppState>,
     headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let pre_authorised = state.hub.may_ingest(&headers, q.token.as_deref());
+    let token_ok = state.hub.may_ingest(&headers, q.token.as_deref());
+    let pre_authorised = match twilio_signature_ok(&state.twilio, &headers, &uri) {
+        Some(true) => true,
+        Some(false) if !token_ok => {
+            tracing::warn!(%uri, "Twilio stream with a bad X-Twilio-Signature refused");
+            state
+                .hub
+                .counters
+                .ingest_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return (StatusCode::FORBIDDEN, "X-Twilio-Signature does not match\n").into_response();
+        }
+        _ => token_ok,
+    };
     ws.on_upgrade(move |socket| ingest_stream(socket, state, pre_authorised, TwilioSession::new()))
 }
 
@@ -360,6 +305,11 @@ async fn audiofork_handler(
     ws: WebSocketUpgrade,
 ) -> Response {
     if !state.hub.may_ingest(&headers, q.token.as_deref()) {
+        state
+            .hub
+            .counters
+            .ingest_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return (StatusCode::UNAUTHORIZED, "an ingest token is required\n").into_response();
     }
     let id = format!(
@@ -401,6 +351,11 @@ async fn ingest_stream<S: Ingest>(
             Ok(events) => events,
             Err(e) => {
                 tracing::warn!(error = %e, "ingest stream refused");
+                state
+                    .hub
+                    .counters
+                    .ingest_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 close(&mut socket, 1007, &e.to_string()).await;
                 break;
             }
@@ -412,6 +367,11 @@ async fn ingest_stream<S: Ingest>(
                 }
                 if !authorised {
                     tracing::warn!(call_id = %info.call_id, "ingest stream without a valid token");
+                    state
+                        .hub
+                        .counters
+                        .ingest_refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     close(&mut socket, 1008, "an ingest token is required").await;
                     return;
                 }
