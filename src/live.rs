@@ -172,7 +172,9 @@ impl Jobs {
     /// Asks for a partial transcript of the leg's open utterance when one is due: about every
     /// `partial_every` samples of speech, one at a time per leg, never for less than a second.
     fn maybe_partial(&mut self, state: &mut LegState, leg: Leg) {
-        if self.partial_every == 0 || state.partial_in_flight {
+        // Not before the leg's language is known: detection encodes a full 30 s window, far
+        // too dear to repeat for every early look.
+        if self.partial_every == 0 || state.partial_in_flight || !state.language.is_fixed() {
             return;
         }
         let Some((start, samples)) = state.segmenter.open_utterance() else {
@@ -433,8 +435,18 @@ async fn on_transcribed(
             return Ok(1);
         }
     };
-    if let Some(state) = state {
+    let fixed = state.is_some_and(|state| {
         state.language.observe(tag.duration_ms, &output);
+        state.language.is_fixed()
+    });
+    // Once per call: both parties of a call speak its language, and each detection encodes a
+    // full 30 s window.
+    if fixed {
+        for other in legs.values_mut() {
+            if !other.language.is_fixed() {
+                other.language = LegLanguage::Fixed(output.lang.clone());
+            }
+        }
     }
     for seg in output.segments {
         let t = Transcript {

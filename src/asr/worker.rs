@@ -24,8 +24,9 @@
 //!
 //! - a final is refused with `QueueFull` once `asr.max_queued_utterances` finals are waiting
 //!   (`finals_refused`). [`AsrPool::submit`], for plain threads, waits for room instead;
-//! - a partial is refused with `Shed` while at least as many finals wait as there are workers
-//!   (`partials_shed`): it could not start before going stale and would only delay finals;
+//! - a partial is refused with `Shed` while any final waits or every worker is busy
+//!   (`partials_shed`): partials use spare capacity only, since a started partial would delay
+//!   the finals that arrive behind it;
 //! - each call leg keeps at most one queued partial: a newer partial or the leg's final covers
 //!   its audio and replaces it, the old one answered `Superseded` (`partials_superseded`);
 //! - a partial that has waited over [`PARTIAL_MAX_WAIT`] is answered `Shed` instead of run
@@ -323,9 +324,10 @@ impl Scheduler {
                 self.stats.finals_refused += 1;
                 return Err(AsrError::QueueFull);
             }
-            // With a final waiting for every worker, a partial would not start before it is
-            // stale, and running it would only delay the finals behind it.
-            JobKind::Partial if self.finals.len() >= self.workers => {
+            // A partial runs only on spare capacity: with a final waiting, or every worker
+            // busy, it would start late and then hold up the finals that arrive behind it
+            // (a started job cannot be interrupted). Whole utterances are what detection needs.
+            JobKind::Partial if !self.finals.is_empty() || self.busy >= self.workers => {
                 self.stats.partials_shed += 1;
                 return Err(AsrError::Shed);
             }
@@ -952,9 +954,10 @@ mod tests {
     fn finals_go_before_partials() {
         let t0 = Instant::now();
         let mut s = Scheduler::new(64, 4);
+        // Partials queued on spare capacity, then finals arriving behind them.
         push(&mut s, "a", C, Partial, 0, t0).unwrap();
+        push(&mut s, "c", A, Partial, 2, t0 + Duration::from_millis(1)).unwrap();
         push(&mut s, "b", C, Final, 1, t0 + Duration::from_millis(5)).unwrap();
-        push(&mut s, "c", A, Partial, 2, t0 + Duration::from_millis(6)).unwrap();
         push(&mut s, "c", C, Final, 3, t0 + Duration::from_millis(7)).unwrap();
         assert_eq!(drain(&mut s, t0 + Duration::from_millis(8)), [1, 3, 0, 2]);
     }
@@ -975,6 +978,9 @@ mod tests {
         assert_eq!(drain(&mut s, t0), [1, 3, 2]);
 
         // Urgency orders partials among themselves too, but never ahead of a final.
+        for _ in 0..3 {
+            s.finish(Final, true, 1000, 100);
+        }
         let hot_partial = JobMeta::new("hot", Partial, Arc::clone(&hot.urgent));
         push(&mut s, "calm", C, Partial, 10, t0).unwrap();
         push_meta(&mut s, hot_partial, C, 11, t0 + Duration::from_millis(1)).unwrap();
@@ -1033,23 +1039,31 @@ mod tests {
     }
 
     #[test]
-    fn partials_are_shed_while_finals_wait_for_every_worker() {
+    fn partials_run_on_spare_capacity_only() {
         let t0 = Instant::now();
         let mut s = Scheduler::new(64, 2);
-        push(&mut s, "a", C, Final, 0, t0).unwrap();
         push(&mut s, "b", C, Partial, 1, t0).unwrap();
-        push(&mut s, "a", A, Final, 2, t0).unwrap();
-        let mut queued = push(&mut s, "c", C, Partial, 3, t0).unwrap_err();
-        assert!(matches!(queued, AsrError::Shed));
+        push(&mut s, "a", C, Final, 0, t0).unwrap();
+        // A final is waiting: no new partial.
+        let mut shed = push(&mut s, "c", C, Partial, 3, t0).unwrap_err();
+        assert!(matches!(shed, AsrError::Shed));
         // A newer partial that is shed leaves the older one of its leg queued.
-        queued = push(&mut s, "b", C, Partial, 4, t0).unwrap_err();
-        assert!(matches!(queued, AsrError::Shed));
+        shed = push(&mut s, "b", C, Partial, 4, t0).unwrap_err();
+        assert!(matches!(shed, AsrError::Shed));
         let st = s.stats(t0);
         assert_eq!((st.queued_partials, st.partials_shed), (1, 2));
         assert_eq!(st.partials_superseded, 0);
-        // Once a worker takes a final the pool is no longer behind.
+        // The final starts; one worker is free and nothing waits: a partial is welcome.
         assert_eq!(s.pop(t0).map(|t| t.job.start_ms), Some(0));
         push(&mut s, "c", C, Partial, 5, t0).unwrap();
+        // Both workers busy: no partial, even with nothing queued behind them.
+        assert_eq!(s.pop(t0).map(|t| t.job.start_ms), Some(1));
+        assert!(matches!(
+            push(&mut s, "d", C, Partial, 6, t0),
+            Err(AsrError::Shed)
+        ));
+        s.finish(Final, true, 1000, 100);
+        push(&mut s, "d", C, Partial, 7, t0).unwrap();
     }
 
     #[test]
@@ -1075,9 +1089,9 @@ mod tests {
     fn stats_track_the_queue_and_outcomes() {
         let t0 = Instant::now();
         let mut s = Scheduler::new(64, 3);
+        push(&mut s, "b", C, Partial, 2, t0 + Duration::from_millis(100)).unwrap();
         push(&mut s, "a", C, Final, 0, t0).unwrap();
         push(&mut s, "a", A, Final, 1, t0 + Duration::from_millis(100)).unwrap();
-        push(&mut s, "b", C, Partial, 2, t0 + Duration::from_millis(100)).unwrap();
         let now = t0 + Duration::from_millis(250);
         let st = s.stats(now);
         assert_eq!(
@@ -1112,8 +1126,8 @@ mod tests {
     fn closing_refuses_new_work_sheds_partials_and_keeps_finals() {
         let t0 = Instant::now();
         let mut s = Scheduler::new(64, 4);
-        push(&mut s, "a", C, Final, 0, t0).unwrap();
         let mut partial = push(&mut s, "b", C, Partial, 1, t0).unwrap();
+        push(&mut s, "a", C, Final, 0, t0).unwrap();
         s.close();
         assert_eq!(answered(&mut partial).as_deref(), Some("Shed"));
         assert!(matches!(
