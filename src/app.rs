@@ -25,6 +25,7 @@ use crate::audio::Leg;
 use crate::config::{Config, LanguageSetting};
 use crate::hub::auth::TokenStore;
 use crate::hub::server::{AppState, Hub, TwilioAuth, router};
+use crate::hub::state::CallRefused;
 use crate::hub::webhook::Webhook;
 use crate::live::{LiveContext, run_call};
 use crate::monitor::load_lexicon;
@@ -263,15 +264,19 @@ fn replay_id(path: &std::path::Path, i: usize) -> String {
 /// Starts hosting a live call: the call task (`live::run_call`) and the forwarding of its
 /// events to the hub. Feed the returned sender with the call's source events; the handle
 /// finishes once the call has drained and its `call_ended` has gone out.
+/// Refused, with the reason, when the daemon is at `hub.max_calls` or the call id is live.
 pub fn host_call(
     info: CallInfo,
     ctx: Arc<LiveContext>,
     hub: Arc<Hub>,
-) -> (mpsc::Sender<SourceEvent>, tokio::task::JoinHandle<()>) {
+) -> Result<(mpsc::Sender<SourceEvent>, tokio::task::JoinHandle<()>), CallRefused> {
+    if let Err(e) = hub.call_started(&info) {
+        tracing::warn!(call_id = %info.call_id, source = ?info.source, error = %e, "call refused");
+        return Err(e);
+    }
     let call_id = info.call_id.clone();
     let (in_tx, in_rx) = mpsc::channel(CALL_INPUT);
     let (out_tx, mut out_rx) = mpsc::channel(CALL_OUTPUT);
-    hub.call_started(&info);
     let calls = ctx.calls.clone();
     let call = tokio::spawn(run_call(info, in_rx, ctx, out_tx));
     let handle = calls.spawn(async move {
@@ -285,7 +290,7 @@ pub fn host_call(
         }
         hub.call_ended(&call_id);
     });
-    (in_tx, handle)
+    Ok((in_tx, handle))
 }
 
 /// AudioSocket calls whose two legs come as two connections with the same UUID, one on the
@@ -303,6 +308,14 @@ struct PairedCall {
     sample_rate: u32,
 }
 
+/// A connection's share of a call: its input, the call's handle when this connection started
+/// it, and the silence (samples) to put in front of its audio.
+type Joined = (
+    mpsc::Sender<SourceEvent>,
+    Option<tokio::task::JoinHandle<()>>,
+    usize,
+);
+
 /// The longest gap a late second leg is padded with (silence), to keep the legs aligned.
 const MAX_LEG_OFFSET_S: u64 = 60;
 
@@ -319,11 +332,7 @@ impl PairedCalls {
         mut info: CallInfo,
         ctx: &Arc<LiveContext>,
         hub: &Arc<Hub>,
-    ) -> (
-        mpsc::Sender<SourceEvent>,
-        Option<tokio::task::JoinHandle<()>>,
-        usize,
-    ) {
+    ) -> Result<Joined, CallRefused> {
         let mut calls = self.lock();
         if let Some(call) = calls.get_mut(&info.call_id) {
             call.open += 1;
@@ -334,12 +343,12 @@ impl PairedCalls {
                 .min(MAX_LEG_OFFSET_S as f64);
             let pad = (late * call.sample_rate as f64) as usize;
             tracing::info!(call_id = %info.call_id, late_ms = (late * 1000.0) as u64, "second AudioSocket leg joined");
-            return (call.tx.clone(), None, pad);
+            return Ok((call.tx.clone(), None, pad));
         }
         info.legs = vec![Leg::Customer, Leg::Agent];
         let id = info.call_id.clone();
         let sample_rate = info.sample_rate;
-        let (tx, handle) = host_call(info, Arc::clone(ctx), Arc::clone(hub));
+        let (tx, handle) = host_call(info, Arc::clone(ctx), Arc::clone(hub))?;
         calls.insert(
             id,
             PairedCall {
@@ -349,7 +358,7 @@ impl PairedCalls {
                 sample_rate,
             },
         );
-        (tx, Some(handle), 0)
+        Ok((tx, Some(handle), 0))
     }
 
     /// A connection left; true when it was the call's last.
@@ -409,12 +418,15 @@ async fn audiosocket_conn(
             match (event, &call) {
                 (SourceEvent::Started(info), None) => {
                     let id = info.call_id.clone();
-                    let (tx, handle, pad) = match &paired {
+                    let joined = match &paired {
                         Some(p) => p.join(info, &ctx, &hub),
-                        None => {
-                            let (tx, h) = host_call(info, Arc::clone(&ctx), Arc::clone(&hub));
-                            (tx, Some(h), 0)
-                        }
+                        None => host_call(info, Arc::clone(&ctx), Arc::clone(&hub))
+                            .map(|(tx, h)| (tx, Some(h), 0)),
+                    };
+                    // Refused (logged by host_call): AudioSocket has no way to say why, so
+                    // the connection is closed.
+                    let Ok((tx, handle, pad)) = joined else {
+                        break 'read;
                     };
                     if pad > 0 {
                         let silence = SourceEvent::Audio {
@@ -466,7 +478,9 @@ async fn device_call(
     hub: Arc<Hub>,
     stop: CancellationToken,
 ) {
-    let (in_tx, handle) = host_call(source.info().clone(), ctx, hub);
+    let Ok((in_tx, handle)) = host_call(source.info().clone(), ctx, hub) else {
+        return;
+    };
     source.run(in_tx, stop).await;
     let _ = handle.await;
 }
@@ -479,7 +493,9 @@ async fn one_call(
     speed: f64,
     stop: CancellationToken,
 ) {
-    let (in_tx, handle) = host_call(replay.info.clone(), ctx, hub);
+    let Ok((in_tx, handle)) = host_call(replay.info.clone(), ctx, hub) else {
+        return;
+    };
     tokio::select! {
         _ = replay.play(in_tx.clone(), speed) => {}
         _ = stop.cancelled() => {

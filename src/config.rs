@@ -54,6 +54,10 @@ pub struct HubConfig {
     pub client_queue: usize,
     /// Final transcript lines per call shown to a screen that connects mid-call.
     pub snapshot_lines: usize,
+    /// Calls monitored at once (1..100000). A call past it is refused (its stream closed with
+    /// a reason, counted on /metrics), so that memory stays bounded however many arrive;
+    /// size it to the Whisper workers' capacity.
+    pub max_calls: usize,
 }
 
 impl Default for HubConfig {
@@ -62,6 +66,7 @@ impl Default for HubConfig {
             alert_resend_s: 60,
             client_queue: 1024,
             snapshot_lines: 20,
+            max_calls: 100,
         }
     }
 }
@@ -78,6 +83,9 @@ impl HubConfig {
         if self.snapshot_lines > 1000 {
             return bad("hub.snapshot_lines is at most 1000");
         }
+        if !(1..=100_000).contains(&self.max_calls) {
+            return bad("hub.max_calls must be between 1 and 100000");
+        }
         Ok(())
     }
 
@@ -87,6 +95,7 @@ impl HubConfig {
             client_queue: self.client_queue,
             alert_resend: std::time::Duration::from_secs(self.alert_resend_s),
             snapshot_lines: self.snapshot_lines,
+            max_calls: self.max_calls,
         }
     }
 }

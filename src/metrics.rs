@@ -43,6 +43,11 @@ pub fn render(hub: &Hub, live: &LiveContext) -> String {
         "Calls monitored since start.",
         n(&c.calls_total),
     );
+    out.counter(
+        "calls_refused_total",
+        "New calls refused: at hub.max_calls, or a call id already being monitored.",
+        n(&c.calls_refused),
+    );
     out.gauge(
         "ws_clients",
         "Connected supervisor, agent and QA screens.",

@@ -674,3 +674,91 @@ async fn a_valid_twilio_signature_admits_a_stream_and_a_forged_one_is_refused() 
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_past_max_calls_or_with_a_live_call_id_are_refused_alone() {
+    use futures_util::SinkExt;
+
+    let data = tempfile::tempdir().unwrap();
+    let mut store = TokenStore::open(data.path()).unwrap();
+    let sup = store.create("sup", Role::Supervisor, None, 0).unwrap();
+    let ingest = store.create("pbx", Role::Ingest, None, 0).unwrap();
+    let mut cfg = Config {
+        asr: AsrConfig {
+            model: model(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    cfg.hub.max_calls = 1;
+    let opts = ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.path().to_owned(),
+        lang: Some(callguard::config::LanguageSetting::En),
+        ..Default::default()
+    };
+    let shutdown = CancellationToken::new();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(run(cfg, opts, shutdown.clone(), Some(ready_tx)));
+    let addr = ready_rx.await.expect("server ready");
+    let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
+        .await
+        .unwrap();
+    let _snapshot = watcher.next().await;
+
+    let url = format!("ws://{addr}/ingest/twilio");
+    let (mut first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    first
+        .send(Message::text(twilio_start("CAfirst", &ingest)))
+        .await
+        .unwrap();
+    let started = tokio::time::timeout(Duration::from_secs(10), watcher.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.to_text().unwrap().contains("CAfirst"),
+        "{started:?}"
+    );
+
+    // The same call id again, and a second call over the limit: each closed with 1013 and
+    // the reason, while the first call goes on.
+    for (sid, reason) in [
+        ("CAfirst", "already being monitored"),
+        ("CAsecond", "capacity"),
+    ] {
+        let (mut other, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        other
+            .send(Message::text(twilio_start(sid, &ingest)))
+            .await
+            .unwrap();
+        match tokio::time::timeout(Duration::from_secs(10), other.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                assert_eq!(u16::from(frame.code), 1013);
+                assert!(frame.reason.contains(reason), "{}", frame.reason);
+            }
+            other => panic!("{sid} not refused: {other:?}"),
+        }
+    }
+    first
+        .send(Message::text(
+            r#"{"event":"stop","sequenceNumber":"2","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CAfirst"}}"#,
+        ))
+        .await
+        .unwrap();
+    let (_, kinds, _) = watch_call(&mut watcher).await;
+    assert_eq!(kinds.last().map(String::as_str), Some("call_ended"));
+    let metrics = reqwest_like_get(addr, "/metrics").await;
+    assert!(
+        metrics.contains("callguard_calls_refused_total 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("callguard_calls_total 1"), "{metrics}");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .expect("drained in time")
+        .unwrap()
+        .unwrap();
+}

@@ -375,11 +375,14 @@ async fn ingest_stream<S: Ingest>(
                     close(&mut socket, 1008, "an ingest token is required").await;
                     return;
                 }
-                call = Some(crate::app::host_call(
-                    info,
-                    Arc::clone(&state.live),
-                    Arc::clone(&state.hub),
-                ));
+                match crate::app::host_call(info, Arc::clone(&state.live), Arc::clone(&state.hub)) {
+                    Ok(c) => call = Some(c),
+                    Err(e) => {
+                        // 1013: try again later (RFC 6455).
+                        close(&mut socket, 1013, &e.to_string()).await;
+                        return;
+                    }
+                }
             } else if let Some((tx, _)) = &call {
                 // A full channel holds this reader back: backpressure to the phone system.
                 if tx.send(event).await.is_err() {

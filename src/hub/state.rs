@@ -42,6 +42,8 @@ pub struct HubSettings {
     pub alert_resend: Duration,
     /// Final transcript lines kept per call for new screens.
     pub snapshot_lines: usize,
+    /// Calls monitored at once; more are refused, so memory stays bounded.
+    pub max_calls: usize,
 }
 
 impl Default for HubSettings {
@@ -50,14 +52,26 @@ impl Default for HubSettings {
             client_queue: 1024,
             alert_resend: Duration::from_secs(60),
             snapshot_lines: 20,
+            max_calls: 100,
         }
     }
+}
+
+/// Why a new call was not taken on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallRefused {
+    #[error("at capacity: {0} calls are being monitored (hub.max_calls)")]
+    AtCapacity(usize),
+    #[error("call {0} is already being monitored")]
+    Duplicate(String),
 }
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct HubCounters {
     pub calls_total: AtomicU64,
+    /// New calls refused: at `hub.max_calls`, or a duplicate call id.
+    pub calls_refused: AtomicU64,
     pub messages_sent: AtomicU64,
     /// Partial transcripts dropped for slow clients.
     pub messages_dropped: AtomicU64,
@@ -406,7 +420,18 @@ impl Hub {
         }
     }
 
-    pub fn call_started(&self, call: &CallInfo) {
+    /// Registers a new call and tells the screens, unless the daemon is at `hub.max_calls` or
+    /// a call with the same id is already being monitored.
+    pub fn call_started(&self, call: &CallInfo) -> Result<(), CallRefused> {
+        let mut calls = lock(&self.calls);
+        if calls.contains_key(&call.call_id) {
+            bump(&self.counters.calls_refused);
+            return Err(CallRefused::Duplicate(call.call_id.clone()));
+        }
+        if calls.len() >= self.settings.max_calls {
+            bump(&self.counters.calls_refused);
+            return Err(CallRefused::AtCapacity(self.settings.max_calls));
+        }
         bump(&self.counters.calls_total);
         let view = CallView {
             call: call.clone(),
@@ -417,7 +442,6 @@ impl Hub {
             alerts: Vec::new(),
             last_lines: Vec::new(),
         };
-        let mut calls = lock(&self.calls);
         calls.insert(
             call.call_id.clone(),
             CallEntry {
@@ -436,6 +460,7 @@ impl Hub {
             false,
             Audience::Visible,
         );
+        Ok(())
     }
 
     /// Records a call event in the call's state and sends it to the call's watchers.
@@ -723,6 +748,7 @@ mod tests {
             client_queue: queue,
             alert_resend: Duration::from_secs(60),
             snapshot_lines: 3,
+            max_calls: 2,
         };
         (dir, Hub::new(tokens, settings, None))
     }
@@ -795,6 +821,25 @@ mod tests {
     }
 
     #[test]
+    fn calls_past_the_limit_or_with_a_live_id_are_refused() {
+        let (_d, hub) = hub(100);
+        hub.call_started(&call("c1", None)).unwrap();
+        assert_eq!(
+            hub.call_started(&call("c1", None)),
+            Err(CallRefused::Duplicate("c1".into()))
+        );
+        hub.call_started(&call("c2", None)).unwrap();
+        assert_eq!(
+            hub.call_started(&call("c3", None)),
+            Err(CallRefused::AtCapacity(2))
+        );
+        hub.call_ended("c1");
+        hub.call_started(&call("c3", None)).unwrap();
+        assert_eq!(hub.counters.calls_refused.load(Ordering::Relaxed), 2);
+        assert_eq!(hub.counters.calls_total.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
     fn subscriptions_add_and_remove_calls() {
         let mut s = Subscriptions::everything();
         assert!(s.watches("a"));
@@ -821,7 +866,7 @@ mod tests {
                 calls: CallSelection::List(vec!["c1".into()]),
             },
         );
-        hub.call_started(&call("c1", Some("101")));
+        hub.call_started(&call("c1", Some("101"))).unwrap();
         hub.event(&line("c1", "hello", true));
         let sup_msgs = types(&sup.queue);
         assert_eq!(sup_msgs.len(), 1, "{sup_msgs:?}");
@@ -835,7 +880,7 @@ mod tests {
     #[test]
     fn snapshots_carry_the_calls_open_alerts_and_final_lines_only() {
         let (_d, hub) = hub(100);
-        hub.call_started(&call("c1", None));
+        hub.call_started(&call("c1", None)).unwrap();
         for i in 0..5 {
             hub.event(&line("c1", &format!("line {i}"), true));
         }
@@ -868,7 +913,7 @@ mod tests {
         let sup2 = hub.connect(principal("sam", Role::Supervisor, None));
         let agent = hub.connect(principal("amy", Role::Agent, Some("101")));
         let qa = hub.connect(principal("quinn", Role::Qa, None));
-        hub.call_started(&call("c1", Some("101")));
+        hub.call_started(&call("c1", Some("101"))).unwrap();
         hub.event(&alert("c1", 1));
         for c in [&sup, &sup2, &agent, &qa] {
             c.queue.drain().unwrap();
@@ -935,7 +980,7 @@ mod tests {
                 },
             );
         }
-        hub.call_started(&call("c1", None));
+        hub.call_started(&call("c1", None)).unwrap();
         hub.event(&alert("c1", 1));
         hub.event(&alert("c1", 2));
         for c in [&watching, &elsewhere, &qa] {
@@ -977,7 +1022,7 @@ mod tests {
         let (_d, hub) = hub(4);
         let slow = hub.connect(principal("slow", Role::Supervisor, None));
         let fast = hub.connect(principal("fast", Role::Supervisor, None));
-        hub.call_started(&call("c1", None));
+        hub.call_started(&call("c1", None)).unwrap();
         let mut fast_got = 0;
         for i in 0..50 {
             hub.event(&line("c1", &format!("partial {i}"), false));
