@@ -4,7 +4,7 @@ CARGO ?= cargo
 MODEL ?= base
 FIXTURES := tests/scenarios/audio
 
-.PHONY: all deps build release model fixtures demo demo-offline test eval bench bench-rtf lint clean
+.PHONY: all deps build release model fixtures demo demo-offline test eval bench bench-rtf bench-live lint clean
 
 all: build
 
@@ -55,6 +55,11 @@ bench: model fixtures
 bench-rtf: model fixtures
 	@echo "== analyze real-time factor, 60 s two-leg call, $$(nproc) cores"
 	@for i in 1 2 3; do ./target/release/callguard analyze $(FIXTURES)/long-call.wav --lang en --stats >/dev/null; done
+
+# Live latency: three sample calls replayed at once through the daemon; how long after the
+# words their transcripts and transfer prompts reach a screen.
+bench-live: model fixtures
+	@scripts/bench-live.sh 70
 
 lint:
 	$(CARGO) fmt --check

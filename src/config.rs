@@ -287,11 +287,11 @@ impl std::str::FromStr for LanguageSetting {
 pub struct AsrConfig {
     /// The ggml model file; relative paths are relative to the working directory.
     pub model: PathBuf,
-    /// `en`, `zh` or `auto`.
+    /// `en`, `zh` or `auto`: detected once and kept, per leg offline, per call live.
     pub language: LanguageSetting,
     /// With `auto`, the languages detection may choose from (Whisper codes).
     pub detect_languages: Vec<String>,
-    /// With `auto`, the shortest utterance (ms) whose detected language is kept for the leg.
+    /// With `auto`, the shortest utterance (ms) whose detected language is kept.
     pub detect_min_ms: u32,
     /// Transcription worker threads, each with its own Whisper state; 0 = number of cores.
     pub workers: usize,
