@@ -7,42 +7,24 @@ mod common;
 
 use std::time::Duration;
 
-use callguard::app::{ServeOptions, run};
-use callguard::config::{AsrConfig, Config};
-use callguard::hub::auth::{Role, TokenStore};
+use callguard::app::ServeOptions;
+use callguard::hub::auth::Role;
+use common::daemon::*;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_sees_a_replayed_call_and_its_transfer_prompt_live() {
-    let data = tempfile::tempdir().unwrap();
-    let mut store = TokenStore::open(data.path()).unwrap();
-    let token = store.create("sup", Role::Supervisor, None, 0).unwrap();
-    let cfg = Config {
-        asr: AsrConfig {
-            model: model(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
     let opts = ServeOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().to_owned(),
-        lang: Some(callguard::config::LanguageSetting::En),
         replay: vec![fixture("en-media-threat.wav")],
-        loop_replay: false,
-        audiosocket: None,
         // Twice real time keeps the test short; Whisper keeps up on two cores.
         replay_speed: 2.0,
-        ..Default::default()
+        ..options()
     };
-    let shutdown = CancellationToken::new();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(run(cfg, opts, shutdown.clone(), Some(ready_tx)));
-    let addr = ready_rx.await.expect("server ready");
+    let d = start(config(), opts, &[("sup", Role::Supervisor, None)]).await;
+    let (addr, token, shutdown) = (d.addr, d.token("sup").to_owned(), d.shutdown.clone());
 
     // A wrong token is refused before the upgrade.
     let bad = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token=cg_nope")).await;
@@ -52,7 +34,7 @@ async fn a_supervisor_sees_a_replayed_call_and_its_transfer_prompt_live() {
         }
         other => panic!("bad token accepted: {other:?}"),
     }
-    let health = reqwest_like_get(addr, "/healthz").await;
+    let health = http_get(addr, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}"))
@@ -127,81 +109,22 @@ async fn a_supervisor_sees_a_replayed_call_and_its_transfer_prompt_live() {
         summary.is_some() && ended.is_some() && summary < ended,
         "the drained call's last events before the close: {after:?}"
     );
-    tokio::time::timeout(Duration::from_secs(60), server)
-        .await
-        .expect("drained in time")
-        .unwrap()
-        .unwrap();
-}
-
-/// A plain HTTP GET over TCP (no HTTP client dependency needed for one request).
-async fn reqwest_like_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
+    d.stop().await;
 }
 
 /// The server with no replay, an AudioSocket listener on `audiosocket_addr`, a supervisor
-/// token and an ingest token.
-async fn start_plain_with(
-    audiosocket_addr: std::net::SocketAddr,
-) -> (
-    std::net::SocketAddr,
-    String,
-    String,
-    CancellationToken,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-    tempfile::TempDir,
-) {
-    let data = tempfile::tempdir().unwrap();
-    let mut store = TokenStore::open(data.path()).unwrap();
-    let sup = store.create("sup", Role::Supervisor, None, 0).unwrap();
-    let ingest = store.create("twilio", Role::Ingest, None, 0).unwrap();
-    let cfg = Config {
-        asr: AsrConfig {
-            model: model(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+/// token (`sup`) and an ingest token (`twilio`).
+async fn start_plain_with(audiosocket_addr: std::net::SocketAddr) -> Daemon {
     let opts = ServeOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().to_owned(),
-        lang: Some(callguard::config::LanguageSetting::En),
-        replay: vec![],
-        loop_replay: false,
-        replay_speed: 1.0,
         audiosocket: Some(audiosocket_addr),
-        audiosocket_leg: callguard::audio::Leg::Customer,
-        ..Default::default()
+        ..options()
     };
-    let shutdown = CancellationToken::new();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(run(cfg, opts, shutdown.clone(), Some(ready_tx)));
-    let addr = ready_rx.await.expect("server ready");
-    (addr, sup, ingest, shutdown, server, data)
+    let tokens = [("sup", Role::Supervisor, None), ("twilio", Role::Ingest, None)];
+    start(config(), opts, &tokens).await
 }
 
-async fn start_plain() -> (
-    std::net::SocketAddr,
-    String,
-    String,
-    CancellationToken,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-    tempfile::TempDir,
-) {
+async fn start_plain() -> Daemon {
     start_plain_with(free_port()).await
-}
-
-/// A loopback address with a port that was free a moment ago.
-fn free_port() -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
 }
 
 fn twilio_start(call_sid: &str, token: &str) -> String {
@@ -223,7 +146,8 @@ async fn a_twilio_stream_becomes_a_live_call_that_supervisors_watch() {
     use callguard::audio::g711::{f32_to_i16, i16_to_ulaw};
     use futures_util::SinkExt;
 
-    let (addr, sup, ingest, shutdown, server, _data) = start_plain().await;
+    let d = start_plain().await;
+    let (addr, sup, ingest) = (d.addr, d.token("sup").to_owned(), d.token("twilio").to_owned());
     let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
         .await
         .unwrap();
@@ -298,12 +222,7 @@ async fn a_twilio_stream_becomes_a_live_call_that_supervisors_watch() {
             .any(|r| r["kind"] == "threat_media"),
         "{alert}"
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(60), server)
-        .await
-        .expect("drained in time")
-        .unwrap()
-        .unwrap();
+    d.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +231,8 @@ async fn an_audio_fork_stream_becomes_a_live_call_that_supervisors_watch() {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-    let (addr, sup, ingest, shutdown, server, _data) = start_plain().await;
+    let d = start_plain().await;
+    let (addr, sup, ingest) = (d.addr, d.token("sup").to_owned(), d.token("twilio").to_owned());
     let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
         .await
         .unwrap();
@@ -372,12 +292,7 @@ async fn an_audio_fork_stream_becomes_a_live_call_that_supervisors_watch() {
             .any(|r| r["kind"] == "threat_media"),
         "{alert}"
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(60), server)
-        .await
-        .expect("drained in time")
-        .unwrap()
-        .unwrap();
+    d.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,7 +302,8 @@ async fn an_audiosocket_connection_becomes_a_live_call_and_garbage_closes_only_i
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let asock = free_port();
-    let (addr, sup, _ingest, shutdown, server, _data) = start_plain_with(asock).await;
+    let d = start_plain_with(asock).await;
+    let (addr, sup) = (d.addr, d.token("sup").to_owned());
     let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
         .await
         .unwrap();
@@ -435,44 +351,7 @@ async fn an_audiosocket_connection_becomes_a_live_call_and_garbage_closes_only_i
             .any(|r| r["kind"] == "threat_media"),
         "{alert}"
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(60), server)
-        .await
-        .expect("drained in time")
-        .unwrap()
-        .unwrap();
-}
-
-/// Reads the supervisor's stream until a call ends: every `call_started` message, the types
-/// of everything seen, and the first alert.
-async fn watch_call<S>(watcher: &mut S) -> (Vec<Value>, Vec<String>, Option<Value>)
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    let mut kinds = Vec::new();
-    let mut started = Vec::new();
-    let mut alert = None;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let next = tokio::time::timeout_at(deadline, watcher.next())
-            .await
-            .unwrap_or_else(|_| panic!("call did not end in time: {kinds:?}"));
-        let Some(Ok(Message::Text(text))) = next else {
-            panic!("watcher socket ended: {next:?}")
-        };
-        let v: Value = serde_json::from_str(&text).unwrap();
-        let kind = v["type"].as_str().unwrap().to_owned();
-        if kind == "call_started" {
-            started.push(v.clone());
-        }
-        if kind == "alert" && alert.is_none() {
-            alert = Some(v.clone());
-        }
-        kinds.push(kind.clone());
-        if kind == "call_ended" {
-            return (started, kinds, alert);
-        }
-    }
+    d.stop().await;
 }
 
 /// Sends one channel of a recording as an AudioSocket connection with the given UUID, at four
@@ -501,29 +380,14 @@ async fn audiosocket_leg(at: std::net::SocketAddr, id: [u8; 16], samples: Vec<f3
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_audiosocket_legs_with_one_uuid_are_one_call() {
-    let data = tempfile::tempdir().unwrap();
-    let mut store = TokenStore::open(data.path()).unwrap();
-    let sup = store.create("sup", Role::Supervisor, None, 0).unwrap();
     let (customer_at, agent_at) = (free_port(), free_port());
-    let cfg = Config {
-        asr: AsrConfig {
-            model: model(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
     let opts = ServeOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().to_owned(),
-        lang: Some(callguard::config::LanguageSetting::En),
         audiosocket: Some(customer_at),
         audiosocket_agent: Some(agent_at),
-        ..Default::default()
+        ..options()
     };
-    let shutdown = CancellationToken::new();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(run(cfg, opts, shutdown.clone(), Some(ready_tx)));
-    let addr = ready_rx.await.expect("server ready");
+    let d = start(config(), opts, &[("sup", Role::Supervisor, None)]).await;
+    let (addr, sup) = (d.addr, d.token("sup").to_owned());
     let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
         .await
         .unwrap();
@@ -567,12 +431,7 @@ async fn two_audiosocket_legs_with_one_uuid_are_one_call() {
         legs,
         std::collections::BTreeSet::from(["agent".to_owned(), "customer".to_owned()])
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(60), server)
-        .await
-        .expect("drained in time")
-        .unwrap()
-        .unwrap();
+    d.stop().await;
 }
 
 /// Twilio's signature scheme for a websocket upgrade: HMAC-SHA1 of the URL, base64.
@@ -589,28 +448,13 @@ async fn a_valid_twilio_signature_admits_a_stream_and_a_forged_one_is_refused() 
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-    let data = tempfile::tempdir().unwrap();
-    let mut store = TokenStore::open(data.path()).unwrap();
-    let sup = store.create("sup", Role::Supervisor, None, 0).unwrap();
-    let cfg = Config {
-        asr: AsrConfig {
-            model: model(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
     let opts = ServeOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().to_owned(),
-        lang: Some(callguard::config::LanguageSetting::En),
         twilio_auth_token: Some("twilio-secret".into()),
         public_url: Some("wss://callguard.example.com".into()),
-        ..Default::default()
+        ..options()
     };
-    let shutdown = CancellationToken::new();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(run(cfg, opts, shutdown.clone(), Some(ready_tx)));
-    let addr = ready_rx.await.expect("server ready");
+    let d = start(config(), opts, &[("sup", Role::Supervisor, None)]).await;
+    let (addr, sup) = (d.addr, d.token("sup").to_owned());
     let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
         .await
         .unwrap();
@@ -667,40 +511,18 @@ async fn a_valid_twilio_signature_admits_a_stream_and_a_forged_one_is_refused() 
     let (started, _, _) = watch_call(&mut watcher).await;
     assert_eq!(started.len(), 1);
     assert_eq!(started[0]["call_id"], "CAsigned");
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(60), server)
-        .await
-        .expect("drained in time")
-        .unwrap()
-        .unwrap();
+    d.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_past_max_calls_or_with_a_live_call_id_are_refused_alone() {
     use futures_util::SinkExt;
 
-    let data = tempfile::tempdir().unwrap();
-    let mut store = TokenStore::open(data.path()).unwrap();
-    let sup = store.create("sup", Role::Supervisor, None, 0).unwrap();
-    let ingest = store.create("pbx", Role::Ingest, None, 0).unwrap();
-    let mut cfg = Config {
-        asr: AsrConfig {
-            model: model(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let mut cfg = config();
     cfg.hub.max_calls = 1;
-    let opts = ServeOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().to_owned(),
-        lang: Some(callguard::config::LanguageSetting::En),
-        ..Default::default()
-    };
-    let shutdown = CancellationToken::new();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(run(cfg, opts, shutdown.clone(), Some(ready_tx)));
-    let addr = ready_rx.await.expect("server ready");
+    let tokens = [("sup", Role::Supervisor, None), ("pbx", Role::Ingest, None)];
+    let d = start(cfg, options(), &tokens).await;
+    let (addr, sup, ingest) = (d.addr, d.token("sup").to_owned(), d.token("pbx").to_owned());
     let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
         .await
         .unwrap();
@@ -749,16 +571,11 @@ async fn calls_past_max_calls_or_with_a_live_call_id_are_refused_alone() {
         .unwrap();
     let (_, kinds, _) = watch_call(&mut watcher).await;
     assert_eq!(kinds.last().map(String::as_str), Some("call_ended"));
-    let metrics = reqwest_like_get(addr, "/metrics").await;
+    let metrics = http_get(addr, "/metrics").await;
     assert!(
         metrics.contains("callguard_calls_refused_total 2"),
         "{metrics}"
     );
     assert!(metrics.contains("callguard_calls_total 1"), "{metrics}");
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(60), server)
-        .await
-        .expect("drained in time")
-        .unwrap()
-        .unwrap();
+    d.stop().await;
 }

@@ -5,6 +5,8 @@
 //! fixtures itself and fails with the command to run when the model is missing.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

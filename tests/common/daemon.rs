@@ -1,0 +1,153 @@
+//! The daemon in-process for the `serve` tests: `callguard::app::run` on port 0 with a fresh
+//! data folder, the real model and English, with the tokens a test asks for, plus the small
+//! clients the tests share (a screen's websocket, a plain HTTP GET, reading a call to its end).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use callguard::app::{ServeOptions, run};
+use callguard::config::{AsrConfig, Config, LanguageSetting};
+use callguard::hub::auth::{Role, TokenStore};
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The default pipeline with the real model.
+pub fn config() -> Config {
+    Config {
+        asr: AsrConfig {
+            model: super::model(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Port 0, English (the synthetic calls are), nothing else.
+pub fn options() -> ServeOptions {
+    ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        lang: Some(LanguageSetting::En),
+        ..Default::default()
+    }
+}
+
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    tokens: BTreeMap<String, String>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _data: tempfile::TempDir,
+}
+
+/// Starts the daemon with `tokens` (name, role, agent binding) made in its data folder.
+pub async fn start(cfg: Config, mut opts: ServeOptions, tokens: &[(&str, Role, Option<&str>)]) -> Daemon {
+    let data = tempfile::tempdir().unwrap();
+    let mut store = TokenStore::open(data.path()).unwrap();
+    let tokens = tokens
+        .iter()
+        .map(|(name, role, agent)| {
+            let t = store
+                .create(name, *role, agent.map(str::to_owned), 0)
+                .unwrap();
+            (name.to_string(), t)
+        })
+        .collect();
+    opts.data_dir = data.path().to_owned();
+    let shutdown = CancellationToken::new();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(run(cfg, opts, shutdown.clone(), Some(ready_tx)));
+    let addr = ready_rx.await.expect("server ready");
+    Daemon {
+        addr,
+        shutdown,
+        tokens,
+        server,
+        _data: data,
+    }
+}
+
+impl Daemon {
+    pub fn token(&self, name: &str) -> &str {
+        &self.tokens[name]
+    }
+
+    /// A screen on `/ws` with the named token.
+    pub async fn screen(&self, name: &str) -> Ws {
+        let url = format!("ws://{}/ws?token={}", self.addr, self.token(name));
+        tokio_tungstenite::connect_async(url)
+            .await
+            .expect("screen connects")
+            .0
+    }
+
+    pub async fn get(&self, path: &str) -> String {
+        http_get(self.addr, path).await
+    }
+
+    /// Drains and stops the daemon; it must return Ok within a minute.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.server)
+            .await
+            .expect("drained in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// A plain HTTP GET over TCP (no HTTP client needed for one request).
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Reads a screen until a call ends: every `call_started` message, the types of everything
+/// seen, and the first alert.
+pub async fn watch_call<S>(watcher: &mut S) -> (Vec<Value>, Vec<String>, Option<Value>)
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let mut kinds = Vec::new();
+    let mut started = Vec::new();
+    let mut alert = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let next = tokio::time::timeout_at(deadline, watcher.next())
+            .await
+            .unwrap_or_else(|_| panic!("call did not end in time: {kinds:?}"));
+        let Some(Ok(Message::Text(text))) = next else {
+            panic!("watcher socket ended: {next:?}")
+        };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let kind = v["type"].as_str().unwrap().to_owned();
+        if kind == "call_started" {
+            started.push(v.clone());
+        }
+        if kind == "alert" && alert.is_none() {
+            alert = Some(v.clone());
+        }
+        kinds.push(kind.clone());
+        if kind == "call_ended" {
+            return (started, kinds, alert);
+        }
+    }
+}
