@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::audio::Leg;
 use crate::detect::energy::EnergyConfig;
 use crate::detect::repetition::RepetitionConfig;
+use crate::redact::RedactConfig;
 use crate::risk::RiskConfig;
 
 /// Why a config could not be used.
@@ -40,6 +41,55 @@ pub struct Config {
     pub hub: HubConfig,
     pub webhook: WebhookConfig,
     pub device: DeviceConfig,
+    pub store: StoreConfig,
+    pub redact: RedactConfig,
+}
+
+/// The call store (`<data_dir>/callguard.db`): how long call contents are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Days after a call ends before its transcript, signals, QA flags, notes and the prompts'
+    /// full text are deleted (0..36500; 0 = keep for ever). The call row, its risk curve and
+    /// who accepted or dismissed its prompts stay, for statistics.
+    pub transcript_retention_days: u32,
+    /// Days after a call ends before its recording is deleted (0..36500; 0 = keep for ever).
+    pub audio_retention_days: u32,
+    /// Seconds between retention sweeps (60..86400).
+    pub sweep_interval_s: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            transcript_retention_days: 365,
+            audio_retention_days: 90,
+            sweep_interval_s: 3600,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Checks the ranges; called by [`Config::validate`].
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, days) in [
+            ("transcript_retention_days", self.transcript_retention_days),
+            ("audio_retention_days", self.audio_retention_days),
+        ] {
+            if days > 36_500 {
+                return Err(format!(
+                    "store.{name} = {days} is over 36500 (use 0 to keep for ever)"
+                ));
+            }
+        }
+        if !(60..=86_400).contains(&self.sweep_interval_s) {
+            return Err(format!(
+                "store.sweep_interval_s = {} is outside 60..86400",
+                self.sweep_interval_s
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The supervisor/agent websocket hub (`/ws`).
@@ -573,6 +623,8 @@ impl Config {
         self.risk.validate().map_err(ConfigError::Invalid)?;
         self.webhook.validate().map_err(ConfigError::Invalid)?;
         self.device.validate().map_err(ConfigError::Invalid)?;
+        self.store.validate().map_err(ConfigError::Invalid)?;
+        self.redact.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -659,6 +711,53 @@ mod tests {
             "[device]\nagent = \"a\\nb\"",
             "[device]\nmono_leg = \"left\"",
             "[device]\nnmae = \"default\"",
+        ] {
+            assert!(
+                Config::parse(text, Path::new("x.toml")).is_err(),
+                "accepted: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn store_section_parses_and_is_checked() {
+        let c = Config::parse(
+            "[store]\ntranscript_retention_days = 0\naudio_retention_days = 30\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.store.transcript_retention_days, 0);
+        assert_eq!(c.store.audio_retention_days, 30);
+        assert_eq!(c.store.sweep_interval_s, 3600);
+        for text in [
+            "[store]\ntranscript_retention_days = 40000",
+            "[store]\naudio_retention_days = -1",
+            "[store]\nsweep_interval_s = 5",
+            "[store]\nsweep_interval_s = 100000",
+            "[store]\nretention_days = 3",
+        ] {
+            assert!(
+                Config::parse(text, Path::new("x.toml")).is_err(),
+                "accepted: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn redact_section_parses_and_is_checked() {
+        let c = Config::parse(
+            "[redact]\nphones = false\nmin_digits = 8\nsilence_audio = true\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert!(c.redact.enabled && c.redact.cards && !c.redact.phones);
+        assert_eq!(c.redact.min_digits, 8);
+        assert!(c.redact.silence_audio);
+        for text in [
+            "[redact]\nmin_digits = 3",
+            "[redact]\nmin_digits = 33",
+            "[redact]\nenabled = \"yes\"",
+            "[redact]\nemail = false",
         ] {
             assert!(
                 Config::parse(text, Path::new("x.toml")).is_err(),

@@ -14,9 +14,11 @@
 //! | [`risk`]     | pure per-call risk engine and transfer-prompt rules |
 //! | [`monitor`]  | one call's text-side detectors and risk engine, wired together (pure) |
 //! | [`event`]    | the event enum shared by `analyze`, the websockets and, later, the store |
+//! | [`redact`]   | pure PII redaction of transcript text (cards, phones, ID numbers, e-mail, digit runs) before it is stored or streamed |
 //! | [`live`]     | one live call as an async task: source events in, events out as audio arrives |
 //! | [`analyze`]  | the offline pipeline: a recorded call in, ordered events out |
 //! | [`hub`]      | supervisor/agent side: tokens and roles, `/ws` protocol, live state and fan-out, HTTP server, webhook |
+//! | [`store`]    | the durable call store: SQLite (WAL) history, full-text search, exports, retention |
 //! | [`metrics`]  | `/metrics`: counters in the Prometheus text format |
 //! | [`eval`]     | `eval`: scenario calls against expectations; precision, recall, time-to-alert |
 //! | [`watch`]    | `watch`: a terminal screen for the live daemon (a `/ws` client) |
@@ -36,7 +38,9 @@ pub mod hub;
 pub mod live;
 pub mod metrics;
 pub mod monitor;
+pub mod redact;
 pub mod risk;
 pub mod segment;
 pub mod source;
+pub mod store;
 pub mod watch;

@@ -119,7 +119,10 @@ async fn start_plain_with(audiosocket_addr: std::net::SocketAddr) -> Daemon {
         audiosocket: Some(audiosocket_addr),
         ..options()
     };
-    let tokens = [("sup", Role::Supervisor, None), ("twilio", Role::Ingest, None)];
+    let tokens = [
+        ("sup", Role::Supervisor, None),
+        ("twilio", Role::Ingest, None),
+    ];
     start(config(), opts, &tokens).await
 }
 
@@ -147,7 +150,11 @@ async fn a_twilio_stream_becomes_a_live_call_that_supervisors_watch() {
     use futures_util::SinkExt;
 
     let d = start_plain().await;
-    let (addr, sup, ingest) = (d.addr, d.token("sup").to_owned(), d.token("twilio").to_owned());
+    let (addr, sup, ingest) = (
+        d.addr,
+        d.token("sup").to_owned(),
+        d.token("twilio").to_owned(),
+    );
     let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
         .await
         .unwrap();
@@ -232,7 +239,11 @@ async fn an_audio_fork_stream_becomes_a_live_call_that_supervisors_watch() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
     let d = start_plain().await;
-    let (addr, sup, ingest) = (d.addr, d.token("sup").to_owned(), d.token("twilio").to_owned());
+    let (addr, sup, ingest) = (
+        d.addr,
+        d.token("sup").to_owned(),
+        d.token("twilio").to_owned(),
+    );
     let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={sup}"))
         .await
         .unwrap();

@@ -47,7 +47,11 @@ pub struct Daemon {
 }
 
 /// Starts the daemon with `tokens` (name, role, agent binding) made in its data folder.
-pub async fn start(cfg: Config, mut opts: ServeOptions, tokens: &[(&str, Role, Option<&str>)]) -> Daemon {
+pub async fn start(
+    cfg: Config,
+    mut opts: ServeOptions,
+    tokens: &[(&str, Role, Option<&str>)],
+) -> Daemon {
     let data = tempfile::tempdir().unwrap();
     let mut store = TokenStore::open(data.path()).unwrap();
     let tokens = tokens
