@@ -1156,6 +1156,34 @@ fn classify_run(text: &str, mut run: Vec<Elem>, min_digits: usize, out: &mut Vec
     }
 }
 
+/// Redacts everything an event says in place: a transcript's text, and the quotes signals,
+/// alerts and QA flags carry as evidence. Returns the spans found in a transcript's text (in
+/// the original text), so a recording can silence the same stretch. Run the detectors on the
+/// raw text first: this is for what leaves the call, never for what is judged.
+pub fn redact_event(r: &Redactor, event: &mut crate::event::Event) -> Vec<PiiSpan> {
+    use crate::event::Event;
+    if !r.is_enabled() {
+        return Vec::new();
+    }
+    let quotes = |quotes: &mut Vec<crate::detect::Quote>| {
+        for q in quotes {
+            q.text = r.redact(&q.text).text;
+        }
+    };
+    match event {
+        Event::Transcript(t) => {
+            let out = r.redact(&t.text);
+            t.text = out.text;
+            return out.spans;
+        }
+        Event::Signal(s) => quotes(&mut s.signal.quotes),
+        Event::Alert(a) => quotes(&mut a.evidence.quotes),
+        Event::QaFlag(f) => quotes(&mut f.quotes),
+        Event::Risk(_) | Event::Summary(_) => {}
+    }
+    Vec::new()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1674,5 +1702,51 @@ mod tests {
         let junk = "@@@ .@. a@ @b .com at at dot dot 叉 X x ( ) - -- ,,, ＋ plus";
         assert!(r.find(junk).is_empty(), "{:?}", r.find(junk));
         assert!(r.find("").is_empty());
+    }
+
+    #[test]
+    fn events_are_redacted_where_they_quote_the_caller() {
+        use crate::event::{Event, SignalEvent, Transcript};
+        let r = Redactor::new(&RedactConfig::default());
+        let said = "my card is 4111 1111 1111 1111 and I will call the press";
+        let mut t = Event::Transcript(Transcript {
+            call_id: "c".into(),
+            leg: crate::audio::Leg::Customer,
+            start_ms: 0,
+            end_ms: 4000,
+            at_ms: 4000,
+            text: said.into(),
+            lang: "en".into(),
+            is_final: true,
+        });
+        let spans = redact_event(&r, &mut t);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(&said[spans[0].start..spans[0].end], "4111 1111 1111 1111");
+        let Event::Transcript(t) = t else { panic!() };
+        assert_eq!(t.text, "my card is [card] and I will call the press");
+
+        let mut signal = crate::detect::Signal::new(
+            crate::detect::SignalKind::ThreatMedia,
+            crate::audio::Leg::Customer,
+            0,
+            4000,
+            4000,
+        );
+        signal.quotes = vec![crate::detect::Quote {
+            leg: crate::audio::Leg::Customer,
+            start_ms: 0,
+            end_ms: 4000,
+            text: said.into(),
+        }];
+        let mut e = Event::Signal(SignalEvent {
+            call_id: "c".into(),
+            signal,
+        });
+        assert!(redact_event(&r, &mut e).is_empty());
+        let Event::Signal(s) = e else { panic!() };
+        assert_eq!(
+            s.signal.quotes[0].text,
+            "my card is [card] and I will call the press"
+        );
     }
 }
