@@ -9,11 +9,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::call::host_call;
+use super::call::{CallServices, host_call};
 use crate::audio::Leg;
-use crate::hub::server::Hub;
 use crate::hub::state::CallRefused;
-use crate::live::LiveContext;
 use crate::source::audiosocket::AudiosocketSession;
 use crate::source::{CallInfo, SourceEvent};
 
@@ -54,8 +52,7 @@ impl PairedCalls {
     fn join(
         &self,
         mut info: CallInfo,
-        ctx: &Arc<LiveContext>,
-        hub: &Arc<Hub>,
+        services: &Arc<CallServices>,
     ) -> Result<Joined, CallRefused> {
         let mut calls = self.lock();
         if let Some(call) = calls.get_mut(&info.call_id) {
@@ -72,7 +69,7 @@ impl PairedCalls {
         info.legs = vec![Leg::Customer, Leg::Agent];
         let id = info.call_id.clone();
         let sample_rate = info.sample_rate;
-        let (tx, handle) = host_call(info, Arc::clone(ctx), Arc::clone(hub))?;
+        let (tx, handle) = host_call(info, services)?;
         calls.insert(
             id,
             PairedCall {
@@ -110,8 +107,7 @@ async fn audiosocket_conn(
     peer: SocketAddr,
     leg: Leg,
     paired: Option<Arc<PairedCalls>>,
-    ctx: Arc<LiveContext>,
-    hub: Arc<Hub>,
+    services: Arc<CallServices>,
     stop: CancellationToken,
 ) {
     use tokio::io::AsyncReadExt;
@@ -143,9 +139,8 @@ async fn audiosocket_conn(
                 (SourceEvent::Started(info), None) => {
                     let id = info.call_id.clone();
                     let joined = match &paired {
-                        Some(p) => p.join(info, &ctx, &hub),
-                        None => host_call(info, Arc::clone(&ctx), Arc::clone(&hub))
-                            .map(|(tx, h)| (tx, Some(h), 0)),
+                        Some(p) => p.join(info, &services),
+                        None => host_call(info, &services).map(|(tx, h)| (tx, Some(h), 0)),
                     };
                     // Refused (logged by host_call): AudioSocket has no way to say why, so
                     // the connection is closed.
@@ -197,8 +192,7 @@ async fn audiosocket_conn(
 /// and accepts connections on them until `stop`; each connection is a tracked task.
 pub(super) async fn listen(
     opts: &super::ServeOptions,
-    ctx: &Arc<LiveContext>,
-    hub: &Arc<Hub>,
+    services: &Arc<CallServices>,
     stop: &CancellationToken,
     tracker: &tokio_util::task::TaskTracker,
 ) -> anyhow::Result<()> {
@@ -225,9 +219,8 @@ pub(super) async fn listen(
             .await
             .with_context(|| format!("cannot listen for AudioSocket on {at}"))?;
         tracing::info!(addr = %at, %leg, "AudioSocket listening");
-        let (ctx, hub, stop, conns, paired) = (
-            Arc::clone(ctx),
-            Arc::clone(hub),
+        let (services, stop, conns, paired) = (
+            Arc::clone(services),
             shutdown.clone(),
             tracker.clone(),
             paired.clone(),
@@ -240,9 +233,9 @@ pub(super) async fn listen(
                 };
                 match accepted {
                     Ok((stream, peer)) => {
-                        let (ctx, hub, stop) = (Arc::clone(&ctx), Arc::clone(&hub), stop.clone());
+                        let (services, stop) = (Arc::clone(&services), stop.clone());
                         let paired = paired.clone();
-                        conns.spawn(audiosocket_conn(stream, peer, leg, paired, ctx, hub, stop));
+                        conns.spawn(audiosocket_conn(stream, peer, leg, paired, services, stop));
                     }
                     Err(e) => tracing::warn!(error = %e, "AudioSocket accept failed"),
                 }

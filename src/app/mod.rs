@@ -9,7 +9,7 @@
 //! card stop), each call drains its queued utterances and sends its summary (at most
 //! `DRAIN_LIMIT`), then screens get what is queued for them and close with 1001, the webhook
 //! flushes, and `run` returns. Every task is tracked.
-//! Not here yet: the store.
+//! Every call is stored (`store`), recorded and redacted on its way out (`call`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,13 +28,16 @@ use crate::hub::server::{AppState, Hub, TwilioAuth, router};
 use crate::hub::webhook::Webhook;
 use crate::live::LiveContext;
 use crate::monitor::load_lexicon;
+use crate::redact::Redactor;
 use crate::source::replay::Replay;
 use crate::source::{EndReason, SourceEvent};
+use crate::store::db::Store;
+use crate::store::writer::{StoreHandle, StoreWriter};
 
 mod audiosocket;
 mod call;
 
-pub use call::host_call;
+pub use call::{CallServices, host_call};
 
 /// Runtime settings of the daemon (flags, not config).
 #[derive(Debug, Clone)]
@@ -99,6 +102,18 @@ pub async fn run(
     ready: Option<oneshot::Sender<SocketAddr>>,
 ) -> Result<()> {
     let tokens = TokenStore::open(&opts.data_dir)?;
+    // The store before anything else that takes time: a second daemon on the same data folder
+    // fails here, and calls a crash left open are closed (`recovered`) before new ones start.
+    let store = Store::open(&opts.data_dir)?;
+    if store.recovered() > 0 {
+        tracing::warn!(
+            calls = store.recovered(),
+            "calls left open by an earlier run marked recovered"
+        );
+    }
+    let recordings = opts.data_dir.join("recordings");
+    repair_recordings(&recordings);
+    let (store, store_thread) = StoreWriter::start(store)?;
     // The sound card first: a device that cannot be opened fails before the model loads.
     let device = crate::source::device::DeviceSource::from_config(&cfg.device)?;
     let model = Model::load(&cfg.asr.model)?;
@@ -117,6 +132,13 @@ pub async fn run(
     let webhook = Webhook::try_start(&ctx.cfg.webhook, screens_stop.clone())?;
     let hub = Hub::new(tokens, ctx.cfg.hub.settings(), webhook);
     let tracker = TaskTracker::new();
+    let services = Arc::new(CallServices {
+        live: Arc::clone(&ctx),
+        hub: Arc::clone(&hub),
+        store: store.clone(),
+        redactor: Redactor::new(&ctx.cfg.redact),
+        recordings,
+    });
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -135,18 +157,30 @@ pub async fn run(
             auth_token: opts.twilio_auth_token.clone(),
             public_url: opts.public_url.clone(),
         }),
+        calls: Arc::clone(&services),
     });
     // Re-sends unanswered transfer prompts; stops with the daemon.
-    let (timer_hub, timer_stop) = (Arc::clone(&hub), shutdown.clone());
+    let (timer_hub, timer_store, timer_stop) = (Arc::clone(&hub), store.clone(), shutdown.clone());
     tracker.spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = timer_stop.cancelled() => break,
-                _ = every.tick() => timer_hub.tick(std::time::Instant::now()),
+                _ = every.tick() => {
+                    for status in timer_hub.tick(std::time::Instant::now()) {
+                        if let Err(e) = timer_store.alert_decided(status).await {
+                            tracing::error!(error = %e, "escalation not stored");
+                        }
+                    }
+                }
             }
         }
     });
+    tracker.spawn(sweep(
+        store.clone(),
+        ctx.cfg.store.clone(),
+        shutdown.clone(),
+    ));
     let server_shutdown = shutdown.clone();
     let server = tracker.spawn(async move {
         axum::serve(listener, app)
@@ -154,17 +188,16 @@ pub async fn run(
             .await
     });
 
-    audiosocket::listen(&opts, &ctx, &hub, &shutdown, &tracker).await?;
+    audiosocket::listen(&opts, &services, &shutdown, &tracker).await?;
 
     if let Some(source) = device {
-        let (ctx, hub, stop) = (Arc::clone(&ctx), Arc::clone(&hub), shutdown.clone());
-        tracker.spawn(device_call(source, ctx, hub, stop));
+        tracker.spawn(device_call(source, Arc::clone(&services), shutdown.clone()));
     }
 
     for (i, path) in opts.replay.iter().enumerate() {
         let replay = Replay::open(path, &replay_id(path, i), ctx.cfg.audio.stereo_legs)
             .with_context(|| format!("cannot replay {}", path.display()))?;
-        let (ctx, hub, stop) = (Arc::clone(&ctx), Arc::clone(&hub), shutdown.clone());
+        let (services, stop) = (Arc::clone(&services), shutdown.clone());
         let (looping, speed, inner) = (opts.loop_replay, opts.replay_speed, tracker.clone());
         tracker.spawn(async move {
             let mut round = 0u32;
@@ -173,13 +206,7 @@ pub async fn run(
                 if round > 0 {
                     r.info.call_id = format!("{}-{round}", replay.info.call_id);
                 }
-                let call = inner.spawn(one_call(
-                    r,
-                    Arc::clone(&ctx),
-                    Arc::clone(&hub),
-                    speed,
-                    stop.clone(),
-                ));
+                let call = inner.spawn(one_call(r, Arc::clone(&services), speed, stop.clone()));
                 let _ = call.await;
                 round += 1;
                 if !looping || stop.is_cancelled() {
@@ -202,9 +229,16 @@ pub async fn run(
             DRAIN_LIMIT.as_secs()
         );
     }
+    // Everything the calls sent is committed before the screens and the process go.
+    if let Err(e) = store.flush().await {
+        tracing::error!(error = %e, "store not flushed");
+    }
     screens_stop.cancel();
     tracker.close();
     tracker.wait().await;
+    drop((store, services));
+    // The writer thread ends once every handle is gone (the router's went with the server).
+    let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
     match server.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e).context("http server"),
@@ -220,16 +254,81 @@ fn replay_id(path: &std::path::Path, i: usize) -> String {
     format!("replay-{i}-{stem}")
 }
 
+/// Makes recordings a crash left with a stale header playable again (idempotent: a file whose
+/// header is right is left alone).
+fn repair_recordings(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "wav") {
+            continue;
+        }
+        match crate::store::recording::repair(&path) {
+            Ok(r) if r.changed => {
+                tracing::warn!(path = %path.display(), duration_ms = r.duration_ms, "recording repaired after a crash")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "recording not repaired"),
+        }
+    }
+}
+
+/// The retention sweep, every `store.sweep_interval_s`: old transcripts go, and old recordings
+/// are deleted from disk, then marked deleted.
+async fn sweep(store: StoreHandle, cfg: crate::config::StoreConfig, stop: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(cfg.sweep_interval_s));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        let report = match store
+            .sweep(
+                call::unix_ms(),
+                cfg.transcript_retention_days,
+                cfg.audio_retention_days,
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "retention sweep failed");
+                continue;
+            }
+        };
+        for rec in report.expired_recordings {
+            match std::fs::remove_file(&rec.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %rec.path.display(), error = %e, "expired recording not deleted");
+                    continue;
+                }
+            }
+            if let Err(e) = store.mark_audio_deleted(rec.id).await {
+                tracing::error!(error = %e, "deleted recording not marked");
+            }
+        }
+        if report.transcripts_deleted > 0 {
+            tracing::info!(
+                calls = report.transcripts_deleted,
+                "retention: old transcripts deleted"
+            );
+        }
+    }
+}
+
 /// The sound-card call (`[device]`): the opened device's audio as one hosted call from startup
 /// until shutdown, or until the device fails or goes away (the call then ends with the error,
 /// logged, and the daemon goes on without it).
 async fn device_call(
     source: crate::source::device::DeviceSource,
-    ctx: Arc<LiveContext>,
-    hub: Arc<Hub>,
+    services: Arc<CallServices>,
     stop: CancellationToken,
 ) {
-    let Ok((in_tx, handle)) = host_call(source.info().clone(), ctx, hub) else {
+    let Ok((in_tx, handle)) = host_call(source.info().clone(), &services) else {
         return;
     };
     source.run(in_tx, stop).await;
@@ -239,12 +338,11 @@ async fn device_call(
 /// One replayed call: the player feeds the hosted call until it ends or shutdown.
 async fn one_call(
     replay: Replay,
-    ctx: Arc<LiveContext>,
-    hub: Arc<Hub>,
+    services: Arc<CallServices>,
     speed: f64,
     stop: CancellationToken,
 ) {
-    let Ok((in_tx, handle)) = host_call(replay.info.clone(), ctx, hub) else {
+    let Ok((in_tx, handle)) = host_call(replay.info.clone(), &services) else {
         return;
     };
     tokio::select! {

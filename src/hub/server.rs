@@ -28,6 +28,7 @@ use crate::live::LiveContext;
 use crate::source::audiofork::{AudioforkSession, SUBPROTOCOLS};
 use crate::source::twilio::{TwilioSession, validate_signature};
 use crate::source::{SourceError, SourceEvent};
+use crate::store::writer::StoreHandle;
 
 /// Twilio signature checking: the account's auth token, and the public base URL Twilio
 /// connects to (`wss://host`), when a proxy in front changes the Host header.
@@ -47,6 +48,8 @@ pub struct AppState {
     /// Screens close when this is cancelled: after the calls have drained.
     pub screens_stop: CancellationToken,
     pub twilio: Arc<TwilioAuth>,
+    /// What hosting a call needs (the ingest endpoints start calls).
+    pub calls: Arc<crate::app::CallServices>,
 }
 
 /// The router: `/ws`, `/ingest/twilio`, `/ingest/audiofork`, `/healthz` and `/metrics`.
@@ -96,7 +99,10 @@ impl Hub {
 
 async fn ws_handler(
     State(AppState {
-        hub, screens_stop, ..
+        hub,
+        screens_stop,
+        calls,
+        ..
     }): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<WsQuery>,
@@ -113,10 +119,16 @@ async fn ws_handler(
             .into_response();
     }
     ws.max_message_size(super::protocol::MAX_COMMAND_BYTES * 4)
-        .on_upgrade(move |socket| client(socket, hub, principal, screens_stop))
+        .on_upgrade(move |socket| client(socket, hub, calls.store.clone(), principal, screens_stop))
 }
 
-async fn client(mut socket: WebSocket, hub: Arc<Hub>, who: Principal, shutdown: CancellationToken) {
+async fn client(
+    mut socket: WebSocket,
+    hub: Arc<Hub>,
+    store: StoreHandle,
+    who: Principal,
+    shutdown: CancellationToken,
+) {
     let span = tracing::info_span!("client", name = %who.name, role = %who.role);
     async {
         let handle = hub.connect(who);
@@ -127,7 +139,7 @@ async fn client(mut socket: WebSocket, hub: Arc<Hub>, who: Principal, shutdown: 
             .await
             .is_ok()
         {
-            overflowed = serve_client(&mut socket, &hub, &handle, &shutdown).await;
+            overflowed = serve_client(&mut socket, &hub, &store, &handle, &shutdown).await;
         }
         hub.disconnect(handle.id, overflowed);
         tracing::info!(overflowed, "disconnected");
@@ -141,6 +153,7 @@ async fn client(mut socket: WebSocket, hub: Arc<Hub>, who: Principal, shutdown: 
 async fn serve_client(
     socket: &mut WebSocket,
     hub: &Hub,
+    store: &StoreHandle,
     handle: &super::state::ClientHandle,
     shutdown: &CancellationToken,
 ) -> bool {
@@ -175,7 +188,14 @@ async fn serve_client(
                     Some(Ok(Message::Text(t))) => match ClientCommand::parse(t.as_str()) {
                         Ok(cmd) => {
                             tracing::debug!(command = cmd.name(), "command");
-                            hub.command(handle.id, &cmd)
+                            let (reply, decided) = hub.command_decided(handle.id, &cmd);
+                            // Who took or dismissed a prompt is part of the call's record.
+                            if let Some(status) = decided
+                                && let Err(e) = store.alert_decided(status).await
+                            {
+                                tracing::error!(error = %e, "decision not stored");
+                            }
+                            reply
                         }
                         Err(message) => to_json(&HubMessage::Error {
                             id: None,
@@ -375,7 +395,7 @@ async fn ingest_stream<S: Ingest>(
                     close(&mut socket, 1008, "an ingest token is required").await;
                     return;
                 }
-                match crate::app::host_call(info, Arc::clone(&state.live), Arc::clone(&state.hub)) {
+                match crate::app::host_call(info, &state.calls) {
                     Ok(c) => call = Some(c),
                     Err(e) => {
                         // 1013: try again later (RFC 6455).

@@ -526,8 +526,9 @@ impl Hub {
     }
 
     /// Re-sends prompts nobody acted on in time, escalated, to every supervisor. Call about
-    /// once a second.
-    pub fn tick(&self, now: Instant) {
+    /// once a second; returns the escalated prompts' statuses, for the store.
+    pub fn tick(&self, now: Instant) -> Vec<AlertStatus> {
+        let mut escalated = Vec::new();
         let mut calls = lock(&self.calls);
         for entry in calls.values_mut() {
             let agent = entry.view.call.agent.clone();
@@ -572,16 +573,29 @@ impl Hub {
                     false,
                     Audience::WatchersAndSupervisors,
                 );
+                escalated.push(status.clone());
             }
         }
+        escalated
     }
 
     /// Carries out a client's command; returns the reply for that client alone (decisions are
     /// also broadcast to the call's watchers).
     pub fn command(&self, client: u64, cmd: &ClientCommand) -> Arc<str> {
+        self.command_decided(client, cmd).0
+    }
+
+    /// [`Hub::command`], also returning the alert's new status when the command decided one,
+    /// for the store.
+    pub fn command_decided(
+        &self,
+        client: u64,
+        cmd: &ClientCommand,
+    ) -> (Arc<str>, Option<AlertStatus>) {
         let id = cmd.id();
+        let mut decided = None;
         let reply = match cmd {
-            ClientCommand::Ping { .. } => return to_json(&HubMessage::Pong { id }),
+            ClientCommand::Ping { .. } => return (to_json(&HubMessage::Pong { id }), None),
             ClientCommand::Subscribe { calls, .. } | ClientCommand::Unsubscribe { calls, .. } => {
                 if let Some(slot) = lock(&self.clients).get_mut(&client) {
                     if matches!(cmd, ClientCommand::Subscribe { .. }) {
@@ -592,14 +606,16 @@ impl Hub {
                 }
                 Ok(())
             }
-            ClientCommand::AcceptTransfer { alert_id, .. } => {
-                self.decide(client, alert_id, AlertState::Accepted, "")
-            }
+            ClientCommand::AcceptTransfer { alert_id, .. } => self
+                .decide(client, alert_id, AlertState::Accepted, "")
+                .map(|status| decided = Some(status)),
             ClientCommand::DismissAlert {
                 alert_id, reason, ..
-            } => self.decide(client, alert_id, AlertState::Dismissed, reason),
+            } => self
+                .decide(client, alert_id, AlertState::Dismissed, reason)
+                .map(|status| decided = Some(status)),
         };
-        match reply {
+        let json = match reply {
             Ok(()) => to_json(&HubMessage::Ack {
                 id,
                 command: cmd.name(),
@@ -612,7 +628,8 @@ impl Hub {
                     message: &message,
                 })
             }
-        }
+        };
+        (json, decided)
     }
 
     fn decide(
@@ -621,7 +638,7 @@ impl Hub {
         alert_id: &str,
         state: AlertState,
         reason: &str,
-    ) -> Result<(), (ErrorCode, String)> {
+    ) -> Result<AlertStatus, (ErrorCode, String)> {
         let who = lock(&self.clients)
             .get(&client)
             .map(|c| c.who.clone())
@@ -712,15 +729,15 @@ impl Hub {
             };
             hook.send(kind, serde_json::json!({"type": kind, "status": status}));
         }
-        let call_id = status.call_id.clone();
+        let status = status.clone();
         self.deliver(
-            &call_id,
+            &status.call_id,
             agent.as_deref(),
             &json,
             false,
             Audience::WatchersAndSupervisors,
         );
-        Ok(())
+        Ok(status)
     }
 }
 
