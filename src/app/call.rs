@@ -3,9 +3,9 @@
 //! audio is taken.
 //!
 //! Each event leaves the call in this order: the detectors have already judged the raw words;
-//! then it is redacted (`redact::redact_event`), written to the store (awaited: the writer's
-//! bounded queue is the backpressure, so nothing is only broadcast), and then given to the hub
-//! and the screens. The recording is written on its own thread per call from a copy of the
+//! then it is redacted (`redact::redact_event`), committed to the store (awaited: so nothing
+//! is only broadcast, and what a screen saw survives a crash), and then given to the hub and
+//! the screens. The recording is written on its own thread per call from a copy of the
 //! audio: a full recorder queue drops a chunk (a silent gap in the file, counted in the log)
 //! rather than holding the call back.
 
@@ -137,7 +137,8 @@ pub fn host_call(
                     });
                 }
             }
-            if let Err(e) = s.store.record(event.clone()).await {
+            // Committed before it is shown: what a screen saw survives a crash.
+            if let Err(e) = s.store.record_committed(event.clone()).await {
                 tracing::error!(%call_id, error = %e, "event not stored");
             }
             s.hub.event(&event);

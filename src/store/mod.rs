@@ -19,8 +19,8 @@
 //!
 //! How it is meant to be used: the daemon opens one [`Store`] (it takes a lock file, so a second
 //! process cannot open it for writing) and hands it to [`StoreWriter::start`]; call tasks
-//! `await` [`StoreHandle::record`] before they broadcast an event, so the bounded channel is the
-//! backpressure and nothing is only broadcast. Readers (HTTP handlers, the CLI) open
+//! `await` [`StoreHandle::record_committed`] before they broadcast an event, so nothing is only
+//! broadcast and what a screen saw survives a crash ([`StoreHandle::record`] only queues). Readers (HTTP handlers, the CLI) open
 //! [`StoreReader`]s of their own; WAL lets them read while the writer writes.
 //!
 //! What it does not do: redaction (the store keeps exactly the text it is given; recordings can

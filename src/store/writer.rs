@@ -200,6 +200,18 @@ impl StoreHandle {
         self.write(Op::Event(event)).await
     }
 
+    /// Writes an event and waits until it is committed: what the daemon calls before it
+    /// broadcasts, so that whatever a screen has seen survives a crash. Partial transcripts
+    /// are dropped here, at once.
+    pub async fn record_committed(&self, event: Event) -> Result<(), StoreError> {
+        if let Event::Transcript(t) = &event
+            && !t.is_final
+        {
+            return Ok(());
+        }
+        self.write_and_wait(Op::Event(event)).await.map(|_| ())
+    }
+
     /// Queues an alert's new status (accepted, dismissed, escalated).
     pub async fn alert_decided(&self, status: AlertStatus) -> Result<(), StoreError> {
         self.write(Op::AlertDecided(status)).await
