@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::analyze::{AnalyzeContext, Words, analyze_audio, format_text};
@@ -57,6 +58,85 @@ pub enum Command {
     /// List the sound card's input devices: name (for the config's [device] name), channels,
     /// rates; * marks the default input.
     Devices,
+    /// The call store from the terminal: list and search stored calls, show one, export its
+    /// transcript (works while the daemon runs).
+    #[command(subcommand)]
+    Calls(CallsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CallsCommand {
+    /// Stored calls, newest first, with filters and paging.
+    List(CallsListArgs),
+    /// One stored call: details, transcript with findings and prompts, decisions, notes.
+    Show {
+        /// The store's id (first column of `calls list`), or a phone-system call id that only
+        /// one stored call has.
+        id: String,
+        /// The data folder holding callguard.db.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::calls::ShowFormat,
+    },
+    /// A stored call's transcript as subtitles (WebVTT, SRT) or JSON.
+    Export {
+        /// The store's id, or a phone-system call id that only one stored call has.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum)]
+        format: crate::calls::ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// The data folder holding callguard.db.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CallsListArgs {
+    /// The data folder holding callguard.db.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Full text over the transcripts: words (all must occur), "quoted phrases", prefix*.
+    #[arg(long)]
+    pub q: Option<String>,
+    /// Calls started at or after: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (UTC) or Unix ms.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Calls started before this (a date alone includes that day).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Calls whose risk reached at least this level.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["watch", "escalate"])
+        .map(|s| if s == "escalate" { crate::risk::Level::Escalate } else { crate::risk::Level::Watch }))]
+    pub level: Option<crate::risk::Level>,
+    /// Calls with a signal or prompt reason of this kind.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        crate::detect::SignalKind::ALL.map(|k| k.as_str()))
+        .try_map(|s| crate::detect::SignalKind::parse(&s).ok_or("unknown reason")))]
+    pub reason: Option<crate::detect::SignalKind>,
+    /// Calls that ended this way.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        crate::store::Outcome::ALL.map(|o| o.as_str()))
+        .try_map(|s| crate::store::Outcome::parse(&s).ok_or("unknown outcome")))]
+    pub outcome: Option<crate::store::Outcome>,
+    /// Only this agent's calls.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Calls per page (1..500).
+    #[arg(long, default_value_t = crate::store::DEFAULT_PAGE,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::store::MAX_PAGE)))]
+    pub limit: u32,
+    /// Calls to skip (the next page).
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: crate::calls::ListFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -191,6 +271,13 @@ pub struct AnalyzeArgs {
     /// Print audio length, wall time and real-time factor to stderr.
     #[arg(long)]
     pub stats: bool,
+    /// Also write the call (redacted per [redact]) and its recording into the call store, to
+    /// review it with `callguard calls` or the daemon's UI. Fails while a daemon holds the store.
+    #[arg(long)]
+    pub store: bool,
+    /// The data folder for --store (callguard.db, recordings/).
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
 }
 
 /// Settings shared by the commands that run the pipeline.
@@ -308,6 +395,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(args),
         Command::Watch(args) => watch(args),
         Command::Devices => devices(),
+        Command::Calls(cmd) => calls(cmd),
     }
 }
 
@@ -331,6 +419,12 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
     // Decode first: a bad recording is refused before any time goes into loading the model.
     let started = Instant::now();
     let audio = read_wav(&args.file)?;
+    // The store next: a daemon holding it is reported before the model is loaded.
+    let store = if args.store {
+        Some((crate::calls::open_store(&args.data_dir)?, audio.clone()))
+    } else {
+        None
+    };
     let model = Model::load(&cfg.asr.model)?;
     let pool = AsrPool::start(model, WorkerSettings::from_config(&cfg))?;
     let lexicon = load_lexicon(&cfg)?;
@@ -386,7 +480,59 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
             a.real_time_factor(),
         );
     }
+    if let Some((mut store, audio)) = store {
+        let stored = crate::calls::store_analysis(
+            &mut store,
+            analysis,
+            audio,
+            &args.file,
+            &cfg,
+            &args.data_dir,
+        )?;
+        eprintln!(
+            "stored as call {}{} in {}",
+            stored.id,
+            stored
+                .recording
+                .as_ref()
+                .map(|r| format!(" (recording {})", r.path.display()))
+                .unwrap_or_default(),
+            store.path().display()
+        );
+    }
     Ok(())
+}
+
+fn calls(cmd: CallsCommand) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cmd {
+        CallsCommand::List(a) => {
+            let request = crate::calls::ListRequest {
+                q: a.q,
+                from: a.from,
+                to: a.to,
+                level: a.level,
+                reason: a.reason,
+                outcome: a.outcome,
+                agent: a.agent,
+                limit: a.limit,
+                offset: a.offset,
+            };
+            crate::calls::list(&a.data_dir, &request, a.format, &mut out)
+        }
+        CallsCommand::Show {
+            id,
+            data_dir,
+            format,
+        } => crate::calls::show(&data_dir, &id, format, &mut out),
+        CallsCommand::Export {
+            id,
+            format,
+            output,
+            data_dir,
+        } => crate::calls::export(&data_dir, &id, format, output.as_deref(), &mut out),
+    }
 }
 
 fn eval(args: EvalArgs) -> Result<()> {

@@ -19,6 +19,7 @@
 //! | [`analyze`]  | the offline pipeline: a recorded call in, ordered events out |
 //! | [`hub`]      | supervisor/agent side: tokens and roles, `/ws` protocol, live state and fan-out, HTTP server, webhook |
 //! | [`store`]    | the durable call store: SQLite (WAL) history, full-text search, exports, retention |
+//! | [`calls`]    | `calls list`, `show`, `export`: the call store from a terminal; `analyze --store` |
 //! | [`metrics`]  | `/metrics`: counters in the Prometheus text format |
 //! | [`eval`]     | `eval`: scenario calls against expectations; precision, recall, time-to-alert |
 //! | [`watch`]    | `watch`: a terminal screen for the live daemon (a `/ws` client) |
@@ -29,6 +30,7 @@ pub mod analyze;
 pub mod app;
 pub mod asr;
 pub mod audio;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod detect;

@@ -121,6 +121,10 @@ pub fn host_call(
             tracing::error!(%call_id, error = %e, "recording path not stored");
         }
         while let Some(mut event) = out_rx.recv().await {
+            let said = match &event {
+                Event::Transcript(t) if s.redactor.silence_audio() => t.text.clone(),
+                _ => String::new(),
+            };
             let spans = redact_event(&s.redactor, &mut event);
             if s.redactor.silence_audio()
                 && let (Event::Transcript(t), Some(rec)) = (&event, &to_recorder)
@@ -129,7 +133,7 @@ pub fn host_call(
                 // the segment as the span is of its text.
                 let len = t.end_ms.saturating_sub(t.start_ms) as f32;
                 for span in &spans {
-                    let (a, b) = span_fraction(&spans, span, &t.text);
+                    let (a, b) = span.position(&said);
                     let _ = rec.try_send(ToRecorder::Silence {
                         leg: t.leg,
                         start_ms: t.start_ms + (a * len) as u64,
@@ -164,25 +168,6 @@ pub fn host_call(
         s.hub.call_ended(&call_id);
     });
     Ok((in_tx, handle))
-}
-
-/// The redacted span's place in the segment, as fractions of the original text's length.
-/// `redact_event` has already replaced the text; the spans' offsets are in the original, whose
-/// length is the redacted text's with each placeholder swapped back for its span.
-fn span_fraction(
-    spans: &[crate::redact::PiiSpan],
-    span: &crate::redact::PiiSpan,
-    redacted: &str,
-) -> (f32, f32) {
-    let placeholders: usize = spans.iter().map(|s| s.kind.placeholder().len()).sum();
-    let originals: usize = spans.iter().map(|s| s.end - s.start).sum();
-    let original = (redacted.len() + originals)
-        .saturating_sub(placeholders)
-        .max(1) as f32;
-    (
-        span.start as f32 / original,
-        (span.end as f32 / original).min(1.0),
-    )
 }
 
 /// Opens the call's recording and its writer thread; `None` (logged) when the file cannot be

@@ -31,6 +31,8 @@ pub enum SourceKind {
     Audiosocket,
     Device,
     Replay,
+    /// A recording analysed offline and stored by `callguard analyze --store`.
+    File,
 }
 
 /// What a source knows about a call when it starts.
