@@ -18,7 +18,7 @@
 //! transcript or a note cannot drive the terminal.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::ValueEnum;
@@ -32,7 +32,7 @@ use crate::hub::protocol::AlertState;
 use crate::redact::{RedactConfig, Redactor, redact_event};
 use crate::risk::{Level, RiskUpdate};
 use crate::source::{CallInfo, EndReason, SourceKind};
-use crate::store::recording::{Recording, RecordingInfo, file_name_for};
+use crate::store::recording::{Recording, RecordingInfo, unused_path};
 use crate::store::{
     AlertRecord, CallDetail, CallFilter, CallKey, CallRow, DB_FILE, Outcome, Store, StoreError,
     StoreReader, to_json, to_srt, to_vtt,
@@ -867,21 +867,6 @@ pub fn store_file_call(store: &mut Store, call: FileCall<'_>) -> Result<StoredCa
     })
 }
 
-/// A recording file in `<data_dir>/recordings` that does not exist yet: `<call>.wav`, else
-/// `<call>-1.wav`, `<call>-2.wav`, ... (call ids repeat; recordings are never overwritten).
-fn recording_path(data_dir: &Path, call_id: &str) -> PathBuf {
-    let dir = data_dir.join(RECORDINGS_DIR);
-    let name = file_name_for(call_id);
-    let stem = name.trim_end_matches(".wav");
-    let mut path = dir.join(&name);
-    let mut n = 1;
-    while path.exists() {
-        path = dir.join(format!("{stem}-{n}.wav"));
-        n += 1;
-    }
-    path
-}
-
 /// Writes the legs' samples into a new recording, a second of each leg in turn (a recording
 /// lets one leg run only so far ahead of the other), with `silences` zeroed.
 fn write_recording(
@@ -891,7 +876,7 @@ fn write_recording(
     legs: &[(Leg, Vec<f32>)],
     silences: &[(Leg, u64, u64)],
 ) -> Result<RecordingInfo> {
-    let path = recording_path(data_dir, call_id);
+    let path = unused_path(&data_dir.join(RECORDINGS_DIR), call_id);
     let leg_list: Vec<Leg> = legs.iter().map(|(l, _)| *l).collect();
     let mut rec = Recording::create(&path, rate, &leg_list)?;
     let result = (|| -> Result<RecordingInfo> {

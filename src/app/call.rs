@@ -23,7 +23,7 @@ use crate::hub::state::CallRefused;
 use crate::live::{LiveContext, run_call};
 use crate::redact::{Redactor, redact_event};
 use crate::source::{CallInfo, EndReason, SourceEvent};
-use crate::store::recording::{Recording, file_name_for};
+use crate::store::recording::{Recording, unused_path};
 use crate::store::writer::StoreHandle;
 
 /// What every hosted call is handed: the pipeline, the hub, the store and the redactor.
@@ -176,16 +176,7 @@ fn start_recorder(
     info: &CallInfo,
     dir: &std::path::Path,
 ) -> Option<(SyncSender<ToRecorder>, PathBuf)> {
-    let mut path = dir.join(file_name_for(&info.call_id));
-    // Call ids repeat across restarts (replays, the sound card): never overwrite.
-    let mut n = 1;
-    while path.exists() {
-        path = dir.join(format!(
-            "{}-{n}.wav",
-            file_name_for(&info.call_id).trim_end_matches(".wav")
-        ));
-        n += 1;
-    }
+    let path = unused_path(dir, &info.call_id);
     let recording = match Recording::create(&path, info.sample_rate, &info.legs) {
         Ok(r) => r,
         Err(e) => {

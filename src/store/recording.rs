@@ -163,6 +163,20 @@ pub fn channel_for(legs: &[Leg], leg: Leg) -> Option<u16> {
     u16::try_from(at).ok()
 }
 
+/// A recording path in `dir` that does not exist yet: `<call>.wav`, else `<call>-1.wav`,
+/// `<call>-2.wav`, ... (call ids repeat across runs; a recording is never overwritten).
+pub fn unused_path(dir: &Path, call_id: &str) -> std::path::PathBuf {
+    let name = file_name_for(call_id);
+    let stem = name.trim_end_matches(".wav");
+    let mut path = dir.join(&name);
+    let mut n = 1;
+    while path.exists() {
+        path = dir.join(format!("{stem}-{n}.wav"));
+        n += 1;
+    }
+    path
+}
+
 /// A file name (`<id>.wav`) for a call id from a phone system: anything but ASCII letters,
 /// digits, `-` and `_` becomes `_`, and long ids are cut, so an id cannot leave the directory.
 pub fn file_name_for(call_id: &str) -> String {
