@@ -124,8 +124,8 @@ pub fn free_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// Reads a screen until a call ends: every `call_started` message, the types of everything
-/// seen, and the first alert.
+/// Reads a screen until a call ends: every call started (by `call_started`, or already in the
+/// snapshot), the types of everything seen, and the first alert.
 pub async fn watch_call<S>(watcher: &mut S) -> (Vec<Value>, Vec<String>, Option<Value>)
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
@@ -145,6 +145,14 @@ where
         let kind = v["type"].as_str().unwrap().to_owned();
         if kind == "call_started" {
             started.push(v.clone());
+        }
+        // A screen's registration can trail its upgrade: a call that began in between is in
+        // the snapshot instead of a `call_started`.
+        if kind == "snapshot" {
+            for c in v["calls"].as_array().into_iter().flatten() {
+                started
+                    .push(serde_json::json!({"call_id": c["call"]["call_id"], "call": c["call"]}));
+            }
         }
         if kind == "alert" && alert.is_none() {
             alert = Some(v.clone());
