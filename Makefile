@@ -47,9 +47,11 @@ test: model fixtures
 eval: model fixtures
 	./target/release/callguard eval tests/scenarios
 
-# Criterion benches (resampler, segmenter) and the real-time factor of `analyze` on 60 s.
+# Criterion benches (resampler, segmenter, detectors; the call store at 10,000 calls) and the
+# real-time factor of `analyze` on 60 s.
 bench: model fixtures
 	$(CARGO) bench --bench audio
+	$(CARGO) bench --bench store
 	@$(MAKE) --no-print-directory bench-rtf
 
 bench-rtf: model fixtures

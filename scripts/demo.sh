@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make demo`: the daemon replaying sample calls in a loop as live calls, a fresh supervisor
-# token, and the live view of every call in this terminal (`callguard watch`). Ctrl-C stops
-# both. The daemon's log goes to $DATA/demo-serve.log.
+# `make demo`: the daemon replaying sample calls in a loop as live calls, fresh supervisor, agent
+# and QA tokens, the web UI's links (the live wall opens in a browser when this session has a
+# display), and the live view of every call in this terminal (`callguard watch`). Ctrl-C stops
+# both. The daemon's log goes to $DATA/demo-serve.log; the calls stay in $DATA for review.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,13 +11,20 @@ DATA=${DATA:-data}
 ADDR=${ADDR:-127.0.0.1:8686}
 FIX=tests/scenarios/audio
 CALLS=("$FIX/demo-call.wav" "$FIX/en-media-threat.wav" "$FIX/mandarin-call.wav")
+# Each sample call has an agent (by position); the demo agent token is the escalating call's.
+AGENTS=(1001 1002 1003)
 
 mkdir -p "$DATA"
-"$BIN" token revoke demo-supervisor --data-dir "$DATA" >/dev/null 2>&1 || true
-TOKEN=$("$BIN" token create --role supervisor --name demo-supervisor --data-dir "$DATA" | tail -n 1)
+token() { # name role [agent]
+    "$BIN" token revoke "$1" --data-dir "$DATA" >/dev/null 2>&1 || true
+    "$BIN" token create --name "$1" --role "$2" ${3:+--agent "$3"} --data-dir "$DATA" | tail -n 1
+}
+TOKEN=$(token demo-supervisor supervisor)
+AGENT_TOKEN=$(token demo-agent agent "${AGENTS[1]}")
+QA_TOKEN=$(token demo-qa qa)
 
 REPLAYS=()
-for c in "${CALLS[@]}"; do REPLAYS+=(--replay "$c"); done
+for i in "${!CALLS[@]}"; do REPLAYS+=(--replay "${CALLS[$i]}" --replay-agent "${AGENTS[$i]}"); done
 "$BIN" serve --listen "$ADDR" --data-dir "$DATA" "${REPLAYS[@]}" --loop 2>"$DATA/demo-serve.log" &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null || true; wait $PID 2>/dev/null || true' EXIT
@@ -36,11 +44,18 @@ done
 cat <<INFO
 
 callguard is serving on http://$ADDR, replaying ${#CALLS[@]} sample calls as live calls, in a loop.
-  supervisor token  $TOKEN
-  websocket         ws://$ADDR/ws?token=$TOKEN
-  metrics           http://$ADDR/metrics
-  daemon log        $DATA/demo-serve.log
+Open in a browser (each link signs in with its own token):
+  live wall (supervisor)  http://$ADDR/#token=$TOKEN
+  agent screen (${AGENTS[1]})     http://$ADDR/agent#token=$AGENT_TOKEN
+  calls for QA review     http://$ADDR/calls#token=$QA_TOKEN
+  supervisor token        $TOKEN
+  API, metrics            http://$ADDR/api/calls (docs/api.md), http://$ADDR/metrics
+  daemon log              $DATA/demo-serve.log
 The live view of every call follows (callguard watch). Ctrl-C stops the demo.
 
 INFO
+# Onto the wall at once where there is a desktop to open it on.
+if [[ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]] && command -v xdg-open >/dev/null; then
+    xdg-open "http://$ADDR/#token=$TOKEN" >/dev/null 2>&1 || true
+fi
 "$BIN" watch --url "ws://$ADDR/ws" --token "$TOKEN" || true
