@@ -45,7 +45,7 @@ fn event(v: serde_json::Value) -> Event {
 /// tenth call a media threat with its signal and transfer prompt.
 fn call_events(n: usize) -> (CallInfo, Vec<Event>) {
     let id = format!("call-{n}");
-    let zh = n % 3 == 0;
+    let zh = n.is_multiple_of(3);
     let info: CallInfo = serde_json::from_value(json!({
         "call_id": id, "source": "twilio", "legs": ["customer", "agent"],
         "sample_rate": 8000, "agent": format!("{}", 1000 + n % 40), "metadata": null
@@ -55,7 +55,7 @@ fn call_events(n: usize) -> (CallInfo, Vec<Event>) {
     let mut events = Vec::new();
     for i in 0..12usize {
         let leg = if i % 2 == 0 { "agent" } else { "customer" };
-        let hot = n % 10 == 0 && i == 9;
+        let hot = n.is_multiple_of(10) && i == 9;
         let text = match (hot, zh) {
             (true, true) => PRESS_ZH,
             (true, false) => PRESS_EN,
