@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws_handler))
         .route("/ingest/twilio", get(twilio_handler))
         .route("/ingest/audiofork", get(audiofork_handler))
+        .merge(super::ui::routes())
         .with_state(state)
 }
 
