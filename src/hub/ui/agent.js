@@ -115,7 +115,7 @@ function paintScript(c) {
     ct ? h('p', { class: 'muted small' }, `${ct[0]} customer · ${ct[1]}`, cth ? ` — ${cth[0]} ${cth[1]}` : '') : null,
     h('p', { class: 'say', lang: sug.lang }, sug.opening),
     h('ol', { class: 'steps', lang: sug.lang }, (sug.steps || []).map((st) => h('li', null, st))),
-    sug.deadline ? h('p', { class: 'deadline small', lang: sug.lang }, '⏱ ', sug.deadline) : null);
+    sug.deadline ? h('p', { class: 'deadline small', lang: sug.lang }, h('strong', null, 'Time limits: '), sug.deadline) : null);
 }
 
 /** One hint per kind the call has shown, newest first; the agent's own wording first of all. */

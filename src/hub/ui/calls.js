@@ -78,6 +78,7 @@ async function load() {
   if (mine !== loading) return;
   const { items = [], total = 0, offset = 0 } = data || {};
   status.textContent = '';
+  $('#results').classList.toggle('with-snippets', !!p.get('q'));
   const tbody = $('#results tbody');
   clear(tbody, items.length ? items.map(row) :
     h('tr', null, h('td', { colspan: 8, class: 'empty muted' }, p.toString() ? 'No calls match these filters. 没有符合条件的通话。' : 'No calls stored yet.')));

@@ -399,7 +399,7 @@ export function riskPlot(box, opts) {
     }
   }
   svg.append(s('line', { class: 'axis', x1: 0, x2: width, y1: top + plotH, y2: top + plotH }));
-  const head = s('line', { class: 'playhead', x1: -10, x2: -10, y1: 0, y2: top + plotH });
+  const head = s('line', { class: 'playhead', x1: 0, x2: 0, y1: 0, y2: top + plotH, visibility: 'hidden' });
   svg.append(head);
   if (opts.onSeek) {
     svg.classList.add('seekable');
@@ -411,7 +411,10 @@ export function riskPlot(box, opts) {
   clear(box, svg);
   return {
     setPlayhead(ms) {
-      const px = ms === null || ms === undefined ? -10 : x(ms);
+      const hidden = ms === null || ms === undefined || Number.isNaN(ms);
+      head.setAttribute('visibility', hidden ? 'hidden' : 'visible');
+      if (hidden) return;
+      const px = Math.min(width - 1, Math.max(1, x(ms)));
       head.setAttribute('x1', px);
       head.setAttribute('x2', px);
     },

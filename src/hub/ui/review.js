@@ -31,7 +31,7 @@ const durationMs = Math.max(call.duration_ms || 0, ...detail.segments.map((sg) =
 // ---- header
 const exportLink = (fmt, label) => h('a', {
   class: 'btn-quiet export', href: withToken(`${base}/transcript.${fmt}?download=1`), download: '', 'data-format': fmt,
-}, label);
+}, `↓ ${label}`);
 const head = h('section', { class: 'review-head panel' },
   h('div', { class: 'review-title' },
     h('a', { href: '/calls', class: 'back muted' }, '← Calls'),
@@ -157,7 +157,7 @@ function alertCard(rec) {
       CUSTOMER_TYPES[a.customer_type] ? h('div', { class: 'muted small' }, `Suggested handling for a ${CUSTOMER_TYPES[a.customer_type][0].toLowerCase()} customer · ${CUSTOMER_TYPES[a.customer_type][1]}`) : null,
       h('p', { class: 'opening' }, a.suggestion.opening),
       h('ol', { class: 'steps' }, (a.suggestion.steps || []).map((st) => h('li', null, st))),
-      a.suggestion.deadline ? h('p', { class: 'deadline small' }, '⏱ ', a.suggestion.deadline) : null) : null);
+      a.suggestion.deadline ? h('p', { class: 'deadline small' }, h('strong', null, 'Time limits: '), a.suggestion.deadline) : null) : null);
 }
 
 const qaBox = h('section', { class: 'panel qa', id: 'qa-flags' },

@@ -28,7 +28,8 @@ let audio = null;
 let soundOn = localStorage.getItem('callguard.sound') === 'on';
 const soundBtn = h('button', { type: 'button', class: 'btn-quiet', id: 'sound', 'aria-pressed': String(soundOn), onclick: toggleSound });
 function paintSound() {
-  soundBtn.textContent = soundOn ? '🔔 Sound on' : '🔕 Sound off';
+  soundBtn.textContent = soundOn ? 'Sound: on' : 'Sound: off';
+  soundBtn.title = soundOn ? 'A beep sounds on each transfer prompt' : 'Beep on transfer prompts';
   soundBtn.setAttribute('aria-pressed', String(soundOn));
 }
 function toggleSound() {
@@ -104,7 +105,7 @@ function makeCard(call) {
   return {
     el,
     update(c) {
-      const open = openPrompt(c);
+      const open = c.ended ? null : openPrompt(c);
       const latest = lastPrompt(c);
       el.className = `card level-${c.level}${open ? ' prompt' : ''}${open && open.status.escalated ? ' escalated' : ''}${c.ended ? ' ended' : ''}`;
       clear(parts.gauge, gauge(c.score, c.level, 72));
@@ -163,7 +164,7 @@ function promptPanel(call, entry) {
   const decided = status.state !== 'open';
   const panel = h('section', { class: `prompt-panel state-${status.state}${status.escalated ? ' escalated' : ''}`, 'data-alert-id': alert ? alert.alert_id : '' });
   const head = h('div', { class: 'prompt-head' },
-    h('strong', null, decided ? 'Transfer prompt' : status.escalated ? 'UNANSWERED — take this call over' : 'Take this call over'),
+    h('strong', null, decided ? 'Transfer prompt' : call.ended ? 'Unanswered transfer prompt' : status.escalated ? 'UNANSWERED — take this call over' : 'Take this call over'),
     h('span', { class: 'since', 'data-fired': status.fired_unix_ms || Date.now(), 'data-state': status.state }));
   panel.append(head);
   if (decided && status.decision) {
@@ -175,9 +176,10 @@ function promptPanel(call, entry) {
   } else if (decided) {
     panel.append(h('p', { class: 'decision' }, status.state));
   }
+  if (!decided && call.ended) panel.append(h('p', { class: 'decision' }, 'The call ended before anyone took it over.'));
   if (alert) {
     panel.append(h('div', { class: 'chips' }, (alert.reasons || []).map((r) => chip(r.kind, `+${Math.round(r.points)}`))));
-    if (!decided) {
+    if (!decided && !call.ended) {
       const quotes = (alert.evidence && alert.evidence.quotes) || [];
       if (quotes.length) {
         panel.append(h('div', { class: 'evidence' }, quotes.slice(0, 3).map((q) =>
@@ -190,7 +192,7 @@ function promptPanel(call, entry) {
           ct ? h('div', { class: 'muted small' }, `${ct[0]} customer · ${ct[1]}`) : null,
           h('p', { class: 'opening' }, sug.opening),
           h('ol', { class: 'steps' }, (sug.steps || []).map((st) => h('li', null, st))),
-          sug.deadline ? h('p', { class: 'deadline small' }, '⏱ ', sug.deadline) : null));
+          sug.deadline ? h('p', { class: 'deadline small' }, h('strong', null, 'Time limits: '), sug.deadline) : null));
       }
     }
   }
@@ -238,6 +240,8 @@ function order() {
   if (key !== lastOrder) {
     lastOrder = key;
     for (const id of sorted) grid.append(cards.get(id).el);
+    // Moving a card resets its scroll position: keep each transcript at its newest line.
+    for (const list of grid.querySelectorAll('.transcript')) list.scrollTop = list.scrollHeight;
   }
   paintEmpty();
 }
@@ -269,7 +273,7 @@ function tick() {
   const now = Date.now();
   for (const el of document.querySelectorAll('.since[data-fired]')) {
     const waited = now - Number(el.dataset.fired);
-    el.textContent = el.dataset.state === 'open' ? ` fired ${span(waited)} ago` : '';
+    el.textContent = el.dataset.state === 'open' && !el.closest('.ended') ? ` fired ${span(waited)} ago` : '';
   }
   for (const c of book.calls.values()) {
     const card = cards.get(c.id);
