@@ -242,13 +242,6 @@ pub fn parse_time(s: &str, end_of_day: bool) -> Result<u64, String> {
     Ok(ms)
 }
 
-fn unix_ms_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Reading
 
@@ -928,7 +921,7 @@ pub fn store_analysis(
             duration_ms: analysis.audio.duration_ms,
             redact: &cfg.redact,
             data_dir,
-            now_unix_ms: unix_ms_now(),
+            now_unix_ms: crate::clock::unix_ms(),
         },
     )
 }

@@ -171,6 +171,10 @@ pub struct ServeArgs {
     /// A recording to play as a live call (repeatable).
     #[arg(long)]
     pub replay: Vec<PathBuf>,
+    /// The agent (name or extension) of a replayed call, repeatable: the first goes with the
+    /// first --replay, and so on. An agent token for it sees that call on its screen.
+    #[arg(long = "replay-agent")]
+    pub replay_agent: Vec<String>,
     /// Replay the recordings again and again.
     #[arg(long = "loop")]
     pub loop_replay: bool,
@@ -603,6 +607,13 @@ fn devices() -> Result<()> {
 
 fn serve(args: ServeArgs) -> Result<()> {
     let mut cfg = args.pipeline.config()?;
+    if args.replay_agent.len() > args.replay.len() {
+        anyhow::bail!(
+            "{} --replay-agent for {} --replay: each agent goes with the recording in the same position",
+            args.replay_agent.len(),
+            args.replay.len()
+        );
+    }
     if let Some(name) = args.device {
         cfg.device.name = name;
         cfg.device
@@ -614,6 +625,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         data_dir: args.data_dir,
         lang: args.pipeline.lang,
         replay: args.replay,
+        replay_agents: args.replay_agent,
         loop_replay: args.loop_replay,
         replay_speed: args.speed,
         audiosocket: args.audiosocket,
@@ -698,10 +710,7 @@ fn token(cmd: TokenCommand) -> Result<()> {
             data_dir,
         } => {
             let mut store = TokenStore::open(&data_dir)?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now = crate::clock::unix_ms() / 1000;
             let token = store.create(&name, role, agent.clone(), now)?;
             println!(
                 "created {role} token {name:?}{} in {}; copy it now, it is not shown again:",

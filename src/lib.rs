@@ -17,7 +17,7 @@
 //! | [`redact`]   | pure PII redaction of transcript text (cards, phones, ID numbers, e-mail, digit runs) before it is stored or streamed |
 //! | [`live`]     | one live call as an async task: source events in, events out as audio arrives |
 //! | [`analyze`]  | the offline pipeline: a recorded call in, ordered events out |
-//! | [`hub`]      | supervisor/agent side: tokens and roles, `/ws` protocol, live state and fan-out, HTTP server, web screens, webhook |
+//! | [`hub`]      | supervisor/agent side: tokens and roles, `/ws` protocol, live state and fan-out, HTTP server, review API (`/api`), web screens, webhook |
 //! | [`store`]    | the durable call store: SQLite (WAL) history, full-text search, exports, retention |
 //! | [`calls`]    | `calls list`, `show`, `export`: the call store from a terminal; `analyze --store` |
 //! | [`metrics`]  | `/metrics`: counters in the Prometheus text format |
@@ -25,6 +25,7 @@
 //! | [`watch`]    | `watch`: a terminal screen for the live daemon (a `/ws` client) |
 //! | [`app`]      | `serve`: wires the stages, owns shutdown (cancellation token, task tracker) |
 //! | [`cli`]      | command-line parsing and the subcommands; `main.rs` only calls it |
+//! | [`clock`]    | wall-clock Unix milliseconds, read only at the edges |
 
 pub mod analyze;
 pub mod app;
@@ -32,6 +33,7 @@ pub mod asr;
 pub mod audio;
 pub mod calls;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod detect;
 pub mod eval;

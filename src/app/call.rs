@@ -53,13 +53,6 @@ enum ToRecorder {
     },
 }
 
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Starts hosting a live call. Feed the returned sender with the call's source events; the
 /// handle finishes once the call has drained, its last events are stored and its
 /// `call_ended` has gone out. Refused, with the reason, when the daemon is at `hub.max_calls`
@@ -74,7 +67,7 @@ pub fn host_call(
         return Err(e);
     }
     let call_id = info.call_id.clone();
-    let started = unix_ms();
+    let started = crate::clock::unix_ms();
     let recorder = start_recorder(&info, &s.recordings);
     let (in_tx, mut in_rx) = mpsc::channel::<SourceEvent>(CALL_INPUT);
     let (call_tx, call_rx) = mpsc::channel(CALL_INPUT);
@@ -162,7 +155,11 @@ pub fn host_call(
             }
         };
         drop(to_recorder);
-        if let Err(e) = s.store.call_ended(call_id.clone(), end, unix_ms()).await {
+        if let Err(e) = s
+            .store
+            .call_ended(call_id.clone(), end, crate::clock::unix_ms())
+            .await
+        {
             tracing::error!(%call_id, error = %e, "call end not stored");
         }
         s.hub.call_ended(&call_id);

@@ -47,6 +47,8 @@ pub struct ServeOptions {
     pub lang: Option<LanguageSetting>,
     /// Recordings to play as live calls.
     pub replay: Vec<PathBuf>,
+    /// The agents of the replayed calls, by position (`replay_agents[i]` for `replay[i]`).
+    pub replay_agents: Vec<String>,
     /// Play them again and again (the demo).
     pub loop_replay: bool,
     /// Replay pace: 1.0 is real time.
@@ -74,6 +76,7 @@ impl Default for ServeOptions {
             data_dir: PathBuf::from("data"),
             lang: None,
             replay: Vec::new(),
+            replay_agents: Vec::new(),
             loop_replay: false,
             replay_speed: 1.0,
             audiosocket: None,
@@ -158,6 +161,7 @@ pub async fn run(
             public_url: opts.public_url.clone(),
         }),
         calls: Arc::clone(&services),
+        api: crate::hub::api::Api::new(opts.data_dir.clone()),
     });
     // Re-sends unanswered transfer prompts; stops with the daemon.
     let (timer_hub, timer_store, timer_stop) = (Arc::clone(&hub), store.clone(), shutdown.clone());
@@ -195,8 +199,9 @@ pub async fn run(
     }
 
     for (i, path) in opts.replay.iter().enumerate() {
-        let replay = Replay::open(path, &replay_id(path, i), ctx.cfg.audio.stereo_legs)
+        let mut replay = Replay::open(path, &replay_id(path, i), ctx.cfg.audio.stereo_legs)
             .with_context(|| format!("cannot replay {}", path.display()))?;
+        replay.info.agent = opts.replay_agents.get(i).cloned();
         let (services, stop) = (Arc::clone(&services), shutdown.clone());
         let (looping, speed, inner) = (opts.loop_replay, opts.replay_speed, tracker.clone());
         tracker.spawn(async move {
@@ -286,7 +291,7 @@ async fn sweep(store: StoreHandle, cfg: crate::config::StoreConfig, stop: Cancel
         }
         let report = match store
             .sweep(
-                call::unix_ms(),
+                crate::clock::unix_ms(),
                 cfg.transcript_retention_days,
                 cfg.audio_retention_days,
             )

@@ -58,8 +58,10 @@ const MAX_AGENT_LEN: usize = 128;
 ///   calls.
 /// - `agent`: see only the calls whose agent is the one the token is bound to (an agent name
 ///   or extension). It cannot act on alerts, not even its own.
-/// - `qa`: watch and review every call, read-only: it cannot accept or dismiss transfer
-///   prompts.
+/// - `qa`: watch and review every call and write QA notes; it cannot accept or dismiss
+///   transfer prompts.
+/// - `admin`: everything a supervisor may do, and delete stored calls (which nobody else
+///   may: the playbook keeps every call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -67,11 +69,18 @@ pub enum Role {
     Supervisor,
     Agent,
     Qa,
+    Admin,
 }
 
 impl Role {
     /// Every role, in the order error messages and help texts list them.
-    pub const ALL: [Role; 4] = [Role::Ingest, Role::Supervisor, Role::Agent, Role::Qa];
+    pub const ALL: [Role; 5] = [
+        Role::Ingest,
+        Role::Supervisor,
+        Role::Agent,
+        Role::Qa,
+        Role::Admin,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -79,6 +88,7 @@ impl Role {
             Role::Supervisor => "supervisor",
             Role::Agent => "agent",
             Role::Qa => "qa",
+            Role::Admin => "admin",
         }
     }
 }
@@ -91,7 +101,7 @@ impl fmt::Display for Role {
 
 /// A role name that is not one of [`Role::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role `{0}` (expected one of: ingest, supervisor, agent, qa)")]
+#[error("unknown role `{0}` (expected one of: ingest, supervisor, agent, qa, admin)")]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {
@@ -142,18 +152,24 @@ pub enum Action<'a> {
     AcceptTransfer,
     /// Dismiss a transfer prompt or alert.
     DismissAlert,
-    /// Review finished calls, transcripts and QA flags.
+    /// Review every stored call: transcripts, recordings, QA flags (agents review only their
+    /// own calls, through [`Action::WatchAgent`]).
     ReviewCalls,
+    /// Add QA notes to a stored call.
+    AnnotateCalls,
+    /// Delete a stored call and its recording.
+    DeleteCalls,
 }
 
 /// Whether `principal` may do `action`. The rules are in [`Role`]'s documentation.
 pub fn can(principal: &Principal, action: Action<'_>) -> bool {
     match principal.role {
         Role::Ingest => matches!(action, Action::Ingest),
-        Role::Supervisor => !matches!(action, Action::Ingest),
+        Role::Supervisor => !matches!(action, Action::Ingest | Action::DeleteCalls),
+        Role::Admin => !matches!(action, Action::Ingest),
         Role::Qa => matches!(
             action,
-            Action::WatchAll | Action::WatchAgent(_) | Action::ReviewCalls
+            Action::WatchAll | Action::WatchAgent(_) | Action::ReviewCalls | Action::AnnotateCalls
         ),
         // A hand-built agent principal with no binding sees nothing rather than everything.
         Role::Agent => match (action, principal.agent.as_deref()) {
@@ -645,9 +661,9 @@ mod tests {
             assert_eq!(role.to_string().parse::<Role>(), Ok(role));
             assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{role}\""));
         }
-        let err = "admin".parse::<Role>().unwrap_err().to_string();
-        assert!(err.contains("`admin`"), "{err}");
-        for role in ["ingest", "supervisor", "agent", "qa"] {
+        let err = "root".parse::<Role>().unwrap_err().to_string();
+        assert!(err.contains("`root`"), "{err}");
+        for role in ["ingest", "supervisor", "agent", "qa", "admin"] {
             assert!(err.contains(role), "{err}");
         }
         assert!("Supervisor".parse::<Role>().is_err());
@@ -670,7 +686,7 @@ mod tests {
                 })
             );
         }
-        assert_eq!(s.list().len(), 4);
+        assert_eq!(s.list().len(), Role::ALL.len());
         assert_eq!(s.list()[0].created_unix, NOW);
     }
 
@@ -997,6 +1013,7 @@ mod tests {
         let sup = principal(Role::Supervisor, None);
         let agent = principal(Role::Agent, Some("1042"));
         let qa = principal(Role::Qa, None);
+        let admin = principal(Role::Admin, None);
         let unbound = principal(Role::Agent, None);
 
         let own = Action::WatchAgent("1042");
@@ -1009,14 +1026,32 @@ mod tests {
             Action::AcceptTransfer,
             Action::DismissAlert,
             Action::ReviewCalls,
+            Action::AnnotateCalls,
+            Action::DeleteCalls,
         ];
-        //               ingest watchall own    other  accept dismiss review
+        //               ingest watchall own  other accept dismiss review annotate delete
         let expected = [
-            (&ingest, [true, false, false, false, false, false, false]),
-            (&sup, [false, true, true, true, true, true, true]),
-            (&agent, [false, false, true, false, false, false, false]),
-            (&qa, [false, true, true, true, false, false, true]),
-            (&unbound, [false; 7]),
+            (
+                &ingest,
+                [true, false, false, false, false, false, false, false, false],
+            ),
+            (
+                &sup,
+                [false, true, true, true, true, true, true, true, false],
+            ),
+            (
+                &agent,
+                [false, false, true, false, false, false, false, false, false],
+            ),
+            (
+                &qa,
+                [false, true, true, true, false, false, true, true, false],
+            ),
+            (
+                &admin,
+                [false, true, true, true, true, true, true, true, true],
+            ),
+            (&unbound, [false; 9]),
         ];
         for (p, row) in expected {
             for (action, want) in actions.iter().zip(row) {

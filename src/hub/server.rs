@@ -1,4 +1,5 @@
-//! The daemon's HTTP side: the supervisor/agent websocket (`/ws`), the ingest websockets
+//! The daemon's HTTP side: the supervisor/agent websocket (`/ws`), the review API (`/api`,
+//! in `api`), the ingest websockets
 //! (`/ingest/twilio` for Twilio Media Streams, `/ingest/audiofork` for FreeSWITCH
 //! mod_audio_fork and jambonz `listen`), `/healthz` and `/metrics`.
 //!
@@ -50,6 +51,8 @@ pub struct AppState {
     pub twilio: Arc<TwilioAuth>,
     /// What hosting a call needs (the ingest endpoints start calls).
     pub calls: Arc<crate::app::CallServices>,
+    /// The review API's read side.
+    pub api: Arc<super::api::Api>,
 }
 
 /// The router: `/ws`, `/ingest/twilio`, `/ingest/audiofork`, `/healthz` and `/metrics`.
@@ -60,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws_handler))
         .route("/ingest/twilio", get(twilio_handler))
         .route("/ingest/audiofork", get(audiofork_handler))
+        .merge(super::api::routes())
         .merge(super::ui::routes())
         .with_state(state)
 }
@@ -83,7 +87,11 @@ struct WsQuery {
 impl Hub {
     /// The principal behind a request's token: `Authorization: Bearer`, else the (already
     /// decoded) `?token=` value or a token a protocol carries in-band.
-    fn authenticate(&self, headers: &HeaderMap, token: Option<&str>) -> Option<Principal> {
+    pub(super) fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        token: Option<&str>,
+    ) -> Option<Principal> {
         let auth = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -282,13 +282,6 @@ pub struct Hub {
     pub counters: HubCounters,
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -435,7 +428,7 @@ impl Hub {
         bump(&self.counters.calls_total);
         let view = CallView {
             call: call.clone(),
-            started_unix_ms: unix_ms(),
+            started_unix_ms: crate::clock::unix_ms(),
             level: Level::Calm,
             score: 0.0,
             alert_status: Vec::new(),
@@ -494,7 +487,7 @@ impl Hub {
                     alert_id: a.alert_id.clone(),
                     state: AlertState::Open,
                     escalated: false,
-                    fired_unix_ms: unix_ms(),
+                    fired_unix_ms: crate::clock::unix_ms(),
                     decision: None,
                 });
                 view.alerts.push(a.clone());
@@ -699,7 +692,7 @@ impl Hub {
         status.decision = Some(Decision {
             by: who.name.clone(),
             role: who.role,
-            at_unix_ms: unix_ms(),
+            at_unix_ms: crate::clock::unix_ms(),
             time_to_ack_ms: open_for.as_millis() as u64,
             reason: reason.to_owned(),
         });

@@ -69,6 +69,7 @@ pub(crate) enum Write<'a> {
     SetRecording(&'a str, &'a Path),
     AddNote(CallKey, &'a str, &'a str, u64),
     MarkAudioDeleted(CallKey),
+    DeleteCall(CallKey),
 }
 
 /// What a batch did: how many writes were applied and why the others were not.
@@ -292,6 +293,13 @@ impl Store {
     /// Notes that the call's recording file is gone (after the sweep listed it).
     pub fn mark_audio_deleted(&mut self, id: CallKey) -> Result<(), StoreError> {
         self.one(Write::MarkAudioDeleted(id)).map(drop)
+    }
+
+    /// Deletes an ended call and everything stored about it (transcript, index, signals,
+    /// prompts, QA flags and notes). A live call is refused. The recording file is the
+    /// caller's to delete (read [`CallRow::recording_path`](super::CallRow) first).
+    pub fn delete_call(&mut self, id: CallKey) -> Result<(), StoreError> {
+        self.one(Write::DeleteCall(id)).map(drop)
     }
 
     /// The retention sweep, in one transaction. For ended calls that ended more than
@@ -645,6 +653,44 @@ fn write_one(conn: &Connection, path: &Path, w: Write<'_>) -> Result<i64, StoreE
                     id,
                 });
             }
+            Ok(0)
+        }
+        Write::DeleteCall(id) => {
+            let live: Option<String> = conn
+                .prepare_cached("SELECT outcome FROM calls WHERE id = ?1")
+                .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+                .ctx(path, "finding the call to delete")?;
+            match live.as_deref() {
+                None => {
+                    return Err(StoreError::NoSuchCall {
+                        path: path.to_owned(),
+                        id,
+                    });
+                }
+                Some("live") => {
+                    return Err(StoreError::Invalid {
+                        path: path.to_owned(),
+                        what: "deleting a call",
+                        why: "the call is still live".into(),
+                    });
+                }
+                Some(_) => {}
+            }
+            // The text index is not a foreign-key child: its rows go first, by segment id.
+            exec(
+                conn,
+                path,
+                "deleting the call's text index",
+                "DELETE FROM segments_fts WHERE rowid IN (SELECT id FROM segments WHERE call = ?1)",
+                [id],
+            )?;
+            exec(
+                conn,
+                path,
+                "deleting the call",
+                "DELETE FROM calls WHERE id = ?1",
+                [id],
+            )?;
             Ok(0)
         }
     }

@@ -1286,3 +1286,51 @@ async fn a_full_channel_makes_senders_wait_and_nothing_sent_is_lost() {
         sent
     );
 }
+
+#[test]
+fn a_deleted_call_leaves_nothing_behind_and_a_live_one_is_refused() {
+    let (_dir, mut store) = search_fixture();
+    store.call_started(&info("live", None), T0 + 5000).unwrap();
+    record_all(&mut store, &zh_call("live"));
+    let en = store.find_calls("en").unwrap()[0];
+    store.add_note(en, "qa", "reviewed", T0 + 60_000).unwrap();
+    assert_eq!(q(&store, "journalist"), vec!["en"]);
+
+    store.delete_call(en).unwrap();
+    assert!(store.get_call(en).unwrap().is_none());
+    assert!(
+        q(&store, "journalist").is_empty(),
+        "its words left the index"
+    );
+    assert_eq!(
+        q(&store, "律师"),
+        vec!["live", "zh"],
+        "other calls untouched"
+    );
+    for table in [
+        "segments",
+        "signals",
+        "risk_points",
+        "alerts",
+        "qa_flags",
+        "qa_notes",
+    ] {
+        let n = count(
+            store.conn(),
+            &format!("SELECT count(*) FROM {table} WHERE call = {en}"),
+        );
+        assert_eq!(n, 0, "{table}");
+    }
+    let fts_rows = count(store.conn(), "SELECT count(*) FROM segments_fts");
+    let seg_rows = count(store.conn(), "SELECT count(*) FROM segments");
+    assert_eq!(fts_rows, seg_rows);
+
+    assert!(matches!(
+        store.delete_call(en),
+        Err(StoreError::NoSuchCall { .. })
+    ));
+    let live = store.find_calls("live").unwrap()[0];
+    let err = store.delete_call(live).unwrap_err().to_string();
+    assert!(err.contains("still live"), "{err}");
+    assert!(store.get_call(live).unwrap().is_some());
+}

@@ -63,6 +63,7 @@ enum Op {
     SetRecording(String, PathBuf),
     AddNote(CallKey, String, String, u64),
     MarkAudioDeleted(CallKey),
+    DeleteCall(CallKey),
 }
 
 impl Op {
@@ -75,6 +76,7 @@ impl Op {
             Op::SetRecording(id, p) => Write::SetRecording(id, p),
             Op::AddNote(id, a, t, now) => Write::AddNote(*id, a, t, *now),
             Op::MarkAudioDeleted(id) => Write::MarkAudioDeleted(*id),
+            Op::DeleteCall(id) => Write::DeleteCall(*id),
         }
     }
 
@@ -98,6 +100,7 @@ impl Op {
             Op::SetRecording(id, _) => format!("recording of {id}"),
             Op::AddNote(id, _, _, _) => format!("note on call #{id}"),
             Op::MarkAudioDeleted(id) => format!("audio deleted of call #{id}"),
+            Op::DeleteCall(id) => format!("deleting call #{id}"),
         }
     }
 }
@@ -248,6 +251,12 @@ impl StoreHandle {
     ) -> Result<NoteId, StoreError> {
         self.write_and_wait(Op::AddNote(id, author, text, now_unix_ms))
             .await
+    }
+
+    /// Deletes an ended call's stored contents and waits until that is committed (see
+    /// [`Store::delete_call`]).
+    pub async fn delete_call(&self, id: CallKey) -> Result<(), StoreError> {
+        self.write_and_wait(Op::DeleteCall(id)).await.map(drop)
     }
 
     /// Runs the retention sweep after everything queued before it (see [`Store::sweep`]).
