@@ -1,6 +1,7 @@
 //! The web screens end to end in a real browser: the daemon runs in-process with a
 //! supervisor, an agent (extension 101) and a QA token; an escalating call streams in over
-//! Twilio Media Streams at real pace with `customParameters.agent = 101`; then
+//! Twilio Media Streams at real pace with `customParameters.agent = 101`, beside a calm
+//! replayed call of another agent; then
 //! `tests/browser/ui.mjs` drives Debian's Chromium (playwright-core) through the wall, the
 //! agent screen, the calls list and the review page (see that script for every check), and
 //! must exit 0. The call is held open with silence after its words until the script has
@@ -17,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use callguard::app::ServeOptions;
 use callguard::audio::g711::{f32_to_i16, i16_to_ulaw};
 use callguard::hub::auth::Role;
 use common::daemon::*;
@@ -113,7 +115,13 @@ async fn the_screens_work_in_a_browser() {
         ("quinn", Role::Qa, None),
         ("pbx", Role::Ingest, None),
     ];
-    let d = start(config(), options(), &tokens).await;
+    // A calm call beside it (replayed, with its own agent), so the wall has something to sort.
+    let opts = ServeOptions {
+        replay: vec![fixture("en-calm-billing.wav")],
+        replay_agents: vec!["102".into()],
+        ..options()
+    };
+    let d = start(config(), opts, &tokens).await;
     let work = tempfile::tempdir().unwrap();
     let done = work.path().join("live-part-done");
     let shots = root().join("target/screenshots");

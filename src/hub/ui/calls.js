@@ -6,12 +6,14 @@ import {
   $, KINDS, OUTCOMES, api, boot, chip, clear, dateTime, h, levelBadge, span,
 } from './common.js';
 
-const FIELDS = ['q', 'from', 'to', 'level', 'reason', 'outcome'];
+const FIELDS = ['q', 'from', 'to', 'level', 'reason', 'outcome', 'agent'];
 const PAGE = 50;
 
-await boot('calls');
+const me = await boot('calls');
 
 const form = $('#filters');
+// An agent token only ever gets its own calls: no agent filter to offer.
+if (me.role === 'agent') form.querySelector('.f-agent').remove();
 const reason = form.elements.reason;
 for (const [k, [en, zh]] of Object.entries(KINDS)) reason.append(h('option', { value: k }, `${en} · ${zh}`));
 const outcome = form.elements.outcome;
@@ -23,7 +25,7 @@ function params() {
 
 function fillForm() {
   const p = params();
-  for (const f of FIELDS) form.elements[f].value = p.get(f) || '';
+  for (const f of FIELDS) if (form.elements[f]) form.elements[f].value = p.get(f) || '';
 }
 
 function go(p, push = true) {
@@ -37,7 +39,7 @@ form.addEventListener('submit', (ev) => {
   ev.preventDefault();
   const p = new URLSearchParams();
   for (const f of FIELDS) {
-    const v = form.elements[f].value.trim();
+    const v = form.elements[f] ? form.elements[f].value.trim() : '';
     if (v) p.set(f, v);
   }
   go(p);
@@ -97,7 +99,7 @@ function row(c) {
     h('td', { class: 'num nowrap' }, span(c.duration_ms)),
     h('td', null, levelBadge(c.max_level), h('span', { class: 'muted small' }, ` ${Math.round(c.max_score || 0)}`),
       c.alerts ? h('span', { class: 'alert-count', title: 'transfer prompts' }, ` ⚑${c.alerts}`) : null),
-    h('td', { class: 'chips' }, (c.reasons || []).map((k) => chip(k))),
+    h('td', null, h('div', { class: 'chips' }, (c.reasons || []).map((k) => chip(k)))),
     h('td', null, h('span', { class: `outcome outcome-${c.outcome}` }, OUTCOMES[c.outcome] || c.outcome)),
     h('td', { class: 'snippet' }, c.snippet || ''));
   tr.addEventListener('click', (ev) => {

@@ -183,25 +183,9 @@ export function wsUrl() {
   return `${proto}//${location.host}/ws?token=${encodeURIComponent(token())}`;
 }
 
-/** Who a token belongs to: /api/me; a daemon without /api answers through /ws's snapshot. */
-async function whoIs(tok) {
-  try {
-    return await api('/api/me', { tokenOverride: tok });
-  } catch (e) {
-    if (e.status !== 404) throw e;
-  }
-  return new Promise((resolve, reject) => {
-    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const ws = new WebSocket(`${proto}//${location.host}/ws?token=${encodeURIComponent(tok)}`);
-    ws.onmessage = (ev) => {
-      try {
-        const m = JSON.parse(ev.data);
-        if (m.type === 'snapshot') resolve({ agent: null, ...m.you });
-      } catch { /* ignore */ }
-      ws.close();
-    };
-    ws.onclose = () => reject(new ApiError(401, 'unauthorized', 'this token is not valid'));
-  });
+/** Who a token belongs to: {name, role, agent, may: {...}} from /api/me. */
+function whoIs(tok) {
+  return api('/api/me', { tokenOverride: tok });
 }
 
 export function signOut() {
@@ -209,8 +193,27 @@ export function signOut() {
   location.reload();
 }
 
-export const canDecide = (me) => me && (me.role === 'supervisor' || me.role === 'admin');
-export const canNote = (me) => me && ['supervisor', 'qa', 'admin'].includes(me.role);
+// What the screens offer: the server's `may` from /api/me (the role rules live there).
+export const canDecide = (me) => !!(me && me.may && me.may.accept_transfer);
+export const canDismiss = (me) => !!(me && me.may && me.may.dismiss_alert);
+export const canNote = (me) => !!(me && me.may && me.may.annotate);
+export const canDelete = (me) => !!(me && me.may && me.may.delete);
+
+const PII = { card: 'card number', phone: 'phone number', id: 'ID number', email: 'e-mail address', digits: 'digits' };
+
+/** Transcript text with redaction placeholders (`[card]`, `[phone]`, ...) shown as tags. */
+export function richText(text) {
+  const out = [];
+  let last = 0;
+  const re = /\[(card|phone|id|email|digits)\]/g;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    if (m.index > last) out.push(text.slice(last, m.index));
+    out.push(h('span', { class: 'redacted', title: `${PII[m[1]]} removed` }, PII[m[1]]));
+    last = m.index + m[0].length;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
 
 // ---------------------------------------------------------------------------------------------
 // The page frame: top bar and sign-in.
@@ -223,7 +226,7 @@ const NAV = [
 
 function topBar(page, me) {
   const nav = h('nav', { class: 'nav' },
-    NAV.filter(([, , id]) => !(me && me.role === 'agent' && id === 'wall'))
+    NAV.filter(([, , id]) => !(me && !(me.may && me.may.watch_all) && id === 'wall'))
       .map(([href, label, id]) => h('a', { href, class: id === page ? 'active' : null }, label)));
   const who = me
     ? h('div', { class: 'who' },

@@ -3,7 +3,7 @@
 // their replies); `CallBook` folds the protocol's messages into one model per active call;
 // `transcriptView` draws a call's lines (customer and agent apart, partials in progress).
 
-import { ApiError, api, clock, clear, h, signOut, wsUrl } from './common.js';
+import { ApiError, api, clock, clear, h, richText, signOut, wsUrl } from './common.js';
 
 const MAX_BACKOFF_S = 30;
 
@@ -274,5 +274,5 @@ function lineItem(l, partial) {
   return h('li', { class: `line leg-${l.leg}${partial ? ' partial' : ''}`, 'data-start': l.start_ms, lang: l.lang || null },
     h('span', { class: 'line-who' }, l.leg === 'customer' ? 'Customer' : l.leg === 'agent' ? 'Agent' : 'Call'),
     h('span', { class: 'line-time' }, clock(l.start_ms)),
-    h('span', { class: 'line-text' }, l.text, partial ? h('span', { class: 'typing', 'aria-label': 'still speaking' }, ' …') : null));
+    h('span', { class: 'line-text' }, richText(l.text), partial ? h('span', { class: 'typing', 'aria-label': 'still speaking' }, ' …') : null));
 }

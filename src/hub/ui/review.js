@@ -5,8 +5,8 @@
 // and who handled it; QA flags; QA notes (read and add, not for agents); exports.
 
 import {
-  $, CUSTOMER_TYPES, OUTCOMES, api, boot, canNote, chip, clear, clock, dateTime, h, levelBadge,
-  riskPlot, span, toast, withToken,
+  $, CUSTOMER_TYPES, OUTCOMES, api, boot, canDelete, canNote, chip, clear, clock, dateTime, h,
+  levelBadge, richText, riskPlot, span, toast, withToken,
 } from './common.js';
 
 const me = await boot('calls');
@@ -51,7 +51,7 @@ const head = h('section', { class: 'review-head panel' },
   h('div', { class: 'chips' }, (call.reasons || []).map((k) => chip(k))),
   h('div', { class: 'exports' }, h('span', { class: 'muted' }, 'Export transcript '),
     exportLink('vtt', 'WebVTT'), exportLink('srt', 'SRT'), exportLink('json', 'JSON'),
-    me.role === 'admin' ? h('button', { type: 'button', class: 'btn-danger', id: 'delete', onclick: del }, 'Delete call') : null));
+    canDelete(me) ? h('button', { type: 'button', class: 'btn-danger', id: 'delete', onclick: del }, 'Delete call') : null));
 
 function fact(k, v) {
   return h('div', null, h('dt', null, k), h('dd', null, v));
@@ -86,7 +86,7 @@ const lineEls = detail.segments.map((sg, i) => {
   },
   h('span', { class: 'line-who' }, sg.leg === 'customer' ? 'Customer' : sg.leg === 'agent' ? 'Agent' : 'Call'),
   h('span', { class: 'line-time' }, `${clock(sg.start_ms)}–${clock(sg.end_ms)}`),
-  h('span', { class: 'line-text' }, sg.text));
+  h('span', { class: 'line-text' }, richText(sg.text)));
   const play = () => seek(sg.start_ms, true);
   li.addEventListener('click', play);
   li.addEventListener('keydown', (ev) => { if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); play(); } });
@@ -150,7 +150,7 @@ function alertCard(rec) {
       d.reason ? `. Why: “${d.reason}”` : '') : null,
     a ? h('div', { class: 'chips' }, (a.reasons || []).map((r) => chip(r.kind, `+${Math.round(r.points)}${r.count > 1 ? ` ×${r.count}` : ''}`))) : null,
     a && a.evidence ? h('div', { class: 'evidence' },
-      (a.evidence.quotes || []).map((q) => h('blockquote', null, h('span', { class: 'muted' }, `${q.leg === 'agent' ? 'Agent' : 'Customer'} ${clock(q.start_ms)} `), q.text)),
+      (a.evidence.quotes || []).map((q) => h('blockquote', null, h('span', { class: 'muted' }, `${q.leg === 'agent' ? 'Agent' : 'Customer'} ${clock(q.start_ms)} `), richText(q.text))),
       (a.evidence.raised_voice || []).map((v) => h('p', { class: 'small muted' },
         `Raised voice at ${clock(v.start_ms)}: +${Number(v.db_over_baseline).toFixed(1)} dB over the caller's baseline (${(v.cues || []).join(', ')})`))) : null,
     a && a.suggestion ? h('div', { class: 'suggestion', lang: a.suggestion.lang },

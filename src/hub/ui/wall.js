@@ -5,15 +5,18 @@
 // Agents are sent to their own screen.
 
 import {
-  $, CUSTOMER_TYPES, LEVEL_LABEL, api, boot, canDecide, chip, clear, clock, gauge, h, kindLabel,
-  riskPlot, span, toast,
+  $, CUSTOMER_TYPES, LEVEL_LABEL, api, boot, canDecide, canDismiss, chip, clear, clock, gauge, h,
+  kindLabel, richText, riskPlot, span, toast,
 } from './common.js';
 import { CallBook, Live, connectionPill, lastPrompt, openPrompt, transcriptView } from './live.js';
 
 const FADE_AFTER_MS = 120000;
 
 const me = await boot('wall');
-if (me.role === 'agent') location.replace('/agent');
+if (!(me.may && me.may.watch_all)) {
+  location.replace('/agent');
+  await new Promise(() => {}); // the page is going away
+}
 
 const book = new CallBook();
 const cards = new Map();
@@ -183,7 +186,7 @@ function promptPanel(call, entry) {
       const quotes = (alert.evidence && alert.evidence.quotes) || [];
       if (quotes.length) {
         panel.append(h('div', { class: 'evidence' }, quotes.slice(0, 3).map((q) =>
-          h('blockquote', null, h('span', { class: 'muted' }, `${q.leg === 'agent' ? 'Agent' : 'Customer'} ${clock(q.start_ms)} `), q.text))));
+          h('blockquote', null, h('span', { class: 'muted' }, `${q.leg === 'agent' ? 'Agent' : 'Customer'} ${clock(q.start_ms)} `), richText(q.text)))));
       }
       const sug = alert.suggestion;
       if (sug) {
@@ -196,11 +199,11 @@ function promptPanel(call, entry) {
       }
     }
   }
-  if (!decided && !call.ended && canDecide(me) && alert) {
-    const accept = h('button', { type: 'button', class: 'btn-accept', 'data-action': 'accept' }, 'Accept transfer');
-    const dismiss = h('button', { type: 'button', class: 'btn-dismiss', 'data-action': 'dismiss' }, 'Dismiss');
+  if (!decided && !call.ended && (canDecide(me) || canDismiss(me)) && alert) {
+    const accept = canDecide(me) ? h('button', { type: 'button', class: 'btn-accept', 'data-action': 'accept' }, 'Accept transfer') : null;
+    const dismiss = canDismiss(me) ? h('button', { type: 'button', class: 'btn-dismiss', 'data-action': 'dismiss' }, 'Dismiss') : null;
     const actions = h('div', { class: 'prompt-actions' }, accept, dismiss);
-    accept.addEventListener('click', async () => {
+    if (accept) accept.addEventListener('click', async () => {
       accept.disabled = true;
       try {
         await live.send({ type: 'accept_transfer', alert_id: alert.alert_id });
@@ -210,7 +213,7 @@ function promptPanel(call, entry) {
         accept.disabled = false;
       }
     });
-    dismiss.addEventListener('click', () => {
+    if (dismiss) dismiss.addEventListener('click', () => {
       const reason = h('input', { type: 'text', class: 'dismiss-reason', maxlength: 500, required: true, placeholder: 'Why is no transfer needed?', 'aria-label': 'Reason for dismissing' });
       const form = h('form', { class: 'dismiss-form' }, reason,
         h('button', { type: 'submit', class: 'btn-dismiss' }, 'Dismiss prompt'),
@@ -227,7 +230,7 @@ function promptPanel(call, entry) {
       reason.focus();
     });
     panel.append(actions);
-  } else if (!decided && !canDecide(me)) {
+  } else if (!decided && !call.ended && !canDecide(me)) {
     panel.append(h('p', { class: 'muted small' }, 'Waiting for a supervisor to act.'));
   }
   return panel;
