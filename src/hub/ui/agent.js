@@ -128,8 +128,8 @@ function paintHints(c) {
   const items = kinds.filter(([k]) => HINTS[k]).map(([k, info]) => {
     const hint = HINTS[k];
     return h('li', { class: `hint kind-${k}`, 'data-kind': k },
-      h('div', { class: 'hint-title' }, hint.title[0], h('span', { class: 'zh-line', lang: 'zh' }, hint.title[1]),
-        h('span', { class: 'muted small' }, ` ${clock(info.at)}`)),
+      h('div', { class: 'hint-title' }, hint.title[0], h('span', { class: 'zh-line', lang: 'zh' }, hint.title[1])),
+      h('span', { class: 'hint-at muted small' }, clock(info.at)),
       info.hint ? h('p', { class: 'hint-server' }, info.hint) : null,
       h('p', null, hint.do[0], h('span', { class: 'zh-line', lang: 'zh' }, hint.do[1])),
       h('p', { class: 'say' }, hint.say[0], h('span', { class: 'zh-line', lang: 'zh' }, hint.say[1])));

@@ -101,12 +101,21 @@ function row(c) {
       c.alerts ? h('span', { class: 'alert-count', title: 'transfer prompts' }, ` ⚑${c.alerts}`) : null),
     h('td', null, h('div', { class: 'chips' }, (c.reasons || []).map((k) => chip(k)))),
     h('td', null, h('span', { class: `outcome outcome-${c.outcome}` }, OUTCOMES[c.outcome] || c.outcome)),
-    h('td', { class: 'snippet' }, c.snippet || ''));
+    h('td', { class: 'snippet' }, highlight(c.snippet || '', params().get('q') || '')));
   tr.addEventListener('click', (ev) => {
     if (ev.target.closest('a')) return;
     location.href = href;
   });
   return tr;
+}
+
+/** The snippet with the searched words marked. */
+function highlight(text, q) {
+  const words = q.replace(/["*]/g, ' ').split(/\s+/).filter((w) => w.length > 0)
+    .map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  if (!text || !words.length) return text;
+  const re = new RegExp(`(${words.join('|')})`, 'gi');
+  return text.split(re).map((part, i) => (i % 2 ? h('mark', null, part) : part));
 }
 
 fillForm();
