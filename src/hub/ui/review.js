@@ -136,7 +136,7 @@ const alertsBox = h('section', { class: 'panel alerts', id: 'alerts' },
 function alertCard(rec) {
   const a = rec.alert;
   const d = rec.decision;
-  const fired = rec.fired_unix_ms ? ` · fired ${dateTime(rec.fired_unix_ms)}` : '';
+  const fired = rec.fired_unix_ms ? `fired ${dateTime(rec.fired_unix_ms)}` : '';
   return h('article', { class: `alert-card state-${rec.state}`, 'data-alert-id': rec.alert_id },
     h('div', { class: 'alert-head' },
       h('button', { type: 'button', class: 'btn-quiet at', title: 'Play from here', onclick: () => seek(Math.max(0, (a && a.evidence && a.evidence.quotes[0] ? a.evidence.quotes[0].start_ms : rec.at_ms)), true) }, `▶ ${clock(rec.at_ms)}`),
