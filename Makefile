@@ -4,7 +4,7 @@ CARGO ?= cargo
 MODEL ?= base
 FIXTURES := tests/scenarios/audio
 
-.PHONY: all deps build release model fixtures demo demo-offline test eval bench bench-rtf bench-live lint clean
+.PHONY: all deps build release model fixtures browser-deps demo demo-offline test eval bench bench-rtf bench-live lint clean
 
 all: build
 
@@ -39,8 +39,15 @@ demo-offline: model fixtures
 	@echo "== callguard analyze $(FIXTURES)/demo-call.wav"
 	./target/release/callguard analyze $(FIXTURES)/demo-call.wav --stats
 
-# The whole suite, end-to-end tests with the real model included.
-test: model fixtures
+# playwright-core (pinned in tests/browser/package-lock.json) for the browser test
+# (tests/web_ui.rs drives Debian's Chromium with it). Reinstalled only when the lock changes.
+browser-deps: deps tests/browser/node_modules/.package-lock.json
+
+tests/browser/node_modules/.package-lock.json: tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund
+
+# The whole suite, end-to-end tests with the real model and the browser test included.
+test: model fixtures browser-deps
 	$(CARGO) test --release
 
 # The scenario corpus through the whole pipeline: precision, recall, time to alert.

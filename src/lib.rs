@@ -17,7 +17,7 @@
 //! | [`redact`]   | pure PII redaction of transcript text (cards, phones, ID numbers, e-mail, digit runs) before it is stored or streamed |
 //! | [`live`]     | one live call as an async task: source events in, events out as audio arrives |
 //! | [`analyze`]  | the offline pipeline: a recorded call in, ordered events out |
-//! | [`hub`]      | supervisor/agent side: tokens and roles, `/ws` protocol, live state and fan-out, HTTP server, review API (`/api`), webhook |
+//! | [`hub`]      | supervisor/agent side: tokens and roles, `/ws` protocol, live state and fan-out, HTTP server, review API (`/api`), web screens, webhook |
 //! | [`store`]    | the durable call store: SQLite (WAL) history, full-text search, exports, retention |
 //! | [`calls`]    | `calls list`, `show`, `export`: the call store from a terminal; `analyze --store` |
 //! | [`metrics`]  | `/metrics`: counters in the Prometheus text format |

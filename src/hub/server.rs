@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ingest/twilio", get(twilio_handler))
         .route("/ingest/audiofork", get(audiofork_handler))
         .merge(super::api::routes())
+        .merge(super::ui::routes())
         .with_state(state)
 }
 
