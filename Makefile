@@ -4,7 +4,7 @@ CARGO ?= cargo
 MODEL ?= base
 FIXTURES := tests/scenarios/audio
 
-.PHONY: all deps build release model fixtures browser-deps demo demo-offline test eval bench bench-rtf bench-live lint clean
+.PHONY: all deps build release model fixtures browser-deps demo demo-offline test screenshots eval bench bench-rtf bench-live lint clean
 
 all: build
 
@@ -49,6 +49,12 @@ tests/browser/node_modules/.package-lock.json: tests/browser/package-lock.json
 # The whole suite, end-to-end tests with the real model and the browser test included.
 test: model fixtures browser-deps
 	$(CARGO) test --release
+
+# The browser test, then its screenshots of the wall and the review page into docs/img/ (the
+# README's pictures).
+screenshots: model fixtures browser-deps
+	$(CARGO) test --release --test web_ui
+	cp target/screenshots/wall.png target/screenshots/review.png docs/img/
 
 # The scenario corpus through the whole pipeline: precision, recall, time to alert.
 eval: model fixtures
