@@ -202,8 +202,8 @@ fn an_agent_token_needs_an_agent() {
 #[test]
 fn a_bad_role_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    let r = token(dir.path(), &["create", "--role", "admin", "--name", "x"]);
+    let r = token(dir.path(), &["create", "--role", "root", "--name", "x"]);
     assert_error(&r, 2);
-    assert!(r.stderr.contains("admin"), "stderr: {}", r.stderr);
+    assert!(r.stderr.contains("root"), "stderr: {}", r.stderr);
     assert!(!dir.path().join("tokens.json").exists());
 }
