@@ -21,7 +21,8 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -174,26 +175,32 @@ pub fn routes() -> Router<AppState> {
         .route("/api/calls/{id}/{file}", get(call_file))
 }
 
-/// `?token=` on any route (browsers cannot set headers on `<audio src>` or download links).
+/// `?token=` on any route (browsers cannot set headers on `<audio src>` or download links);
+/// the routes' own query structs ignore it.
 #[derive(Debug, Default, Deserialize)]
 struct TokenQuery {
     token: Option<String>,
 }
 
-/// Who is asking: any valid token but an ingest one.
-fn principal(
-    state: &AppState,
-    headers: &HeaderMap,
-    token: Option<&str>,
-) -> Result<Principal, ApiError> {
-    let p = state
-        .hub
-        .authenticate(headers, token)
-        .ok_or(ApiError::Unauthorized)?;
-    if p.role == Role::Ingest {
-        return Err(ApiError::Forbidden("an ingest token cannot read calls"));
+/// Who is asking, from `Authorization: Bearer` or `?token=`: any valid token but an ingest
+/// one. Handlers take it as an argument, so no route can forget the check.
+struct Caller(Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Query(q) = Query::<TokenQuery>::try_from_uri(&parts.uri)
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let p = state
+            .hub
+            .authenticate(&parts.headers, q.token.as_deref())
+            .ok_or(ApiError::Unauthorized)?;
+        if p.role == Role::Ingest {
+            return Err(ApiError::Forbidden("an ingest token cannot read calls"));
+        }
+        Ok(Caller(p))
     }
-    Ok(p)
 }
 
 /// Which calls a principal may review: `Ok(None)` every call, `Ok(Some(agent))` only that
@@ -233,13 +240,7 @@ struct May {
     delete: bool,
 }
 
-async fn me(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    q: Result<Query<TokenQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let q = query(q)?;
-    let p = principal(&state, &headers, q.token.as_deref())?;
+async fn me(Caller(p): Caller) -> Result<Response, ApiError> {
     let may = May {
         watch_all: can(&p, Action::WatchAll),
         accept_transfer: can(&p, Action::AcceptTransfer),
@@ -261,7 +262,6 @@ async fn me(
 /// "any" and a bad value gets a message naming the parameter.
 #[derive(Debug, Default, Deserialize)]
 struct ListQuery {
-    token: Option<String>,
     q: Option<String>,
     from: Option<String>,
     to: Option<String>,
@@ -335,11 +335,10 @@ impl ListQuery {
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(p): Caller,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
-    let p = principal(&state, &headers, q.token.as_deref())?;
     let mut filter = q.filter()?;
     if let Some(own) = scope(&p)? {
         filter.agent = Some(own);
@@ -366,19 +365,15 @@ async fn load(state: &AppState, p: &Principal, id: &str) -> Result<CallDetail, A
 
 async fn detail(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(p): Caller,
     Path(id): Path<String>,
-    q: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let q = query(q)?;
-    let p = principal(&state, &headers, q.token.as_deref())?;
     let call = load(&state, &p, &id).await?;
     Ok((no_store(), Json(call)).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct FileQuery {
-    token: Option<String>,
     /// `1` (or `true`): served as an attachment, for a download button.
     download: Option<String>,
 }
@@ -386,12 +381,12 @@ struct FileQuery {
 /// `transcript.json|vtt|srt` and `audio.wav`.
 async fn call_file(
     State(state): State<AppState>,
+    Caller(p): Caller,
     headers: HeaderMap,
     Path((id, file)): Path<(String, String)>,
     q: Result<Query<FileQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
-    let p = principal(&state, &headers, q.token.as_deref())?;
     let (content_type, ext) = match file.as_str() {
         "transcript.json" => ("application/json", "json"),
         "transcript.vtt" => ("text/vtt; charset=utf-8", "vtt"),
@@ -538,13 +533,10 @@ struct NoteBody {
 
 async fn add_note(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(p): Caller,
     Path(id): Path<String>,
-    q: Result<Query<TokenQuery>, QueryRejection>,
     body: Result<Json<NoteBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let q = query(q)?;
-    let p = principal(&state, &headers, q.token.as_deref())?;
     if !can(&p, Action::AnnotateCalls) {
         return Err(ApiError::Forbidden("this token may not add QA notes"));
     }
@@ -573,12 +565,9 @@ async fn add_note(
 
 async fn delete(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(p): Caller,
     Path(id): Path<String>,
-    q: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let q = query(q)?;
-    let p = principal(&state, &headers, q.token.as_deref())?;
     if !can(&p, Action::DeleteCalls) {
         return Err(ApiError::Forbidden("only an admin token may delete calls"));
     }
