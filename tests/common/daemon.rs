@@ -1,9 +1,11 @@
 //! The daemon in-process for the `serve` tests: `callguard::app::run` on port 0 with a fresh
-//! data folder, the real model and English, with the tokens a test asks for, plus the small
+//! data folder, the real model and English, with the tokens a test asks for (or started again
+//! on the address and data folder of one that stopped), plus the small
 //! clients the tests share (a screen's websocket, a plain HTTP GET, reading a call to its end).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use callguard::app::{ServeOptions, run};
@@ -43,10 +45,13 @@ pub struct Daemon {
     pub shutdown: CancellationToken,
     tokens: BTreeMap<String, String>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _data: tempfile::TempDir,
+    data: PathBuf,
+    /// The temporary data folder `start` made, removed once the daemon and any restart of it
+    /// are gone; none for `start_at`, whose folder belongs to the caller.
+    temp: Option<tempfile::TempDir>,
 }
 
-/// Starts the daemon with `tokens` (name, role, agent binding) made in its data folder.
+/// Starts the daemon with `tokens` (name, role, agent binding) made in a fresh data folder.
 pub async fn start(
     cfg: Config,
     mut opts: ServeOptions,
@@ -64,23 +69,57 @@ pub async fn start(
         })
         .collect();
     opts.data_dir = data.path().to_owned();
+    let mut d = start_at(cfg, opts, tokens).await;
+    d.temp = Some(data);
+    d
+}
+
+/// Starts the daemon on `opts.listen` with `opts.data_dir` as they are: no new folder and no
+/// new tokens. `tokens` (name to secret) are the ones already in that folder's token file,
+/// for `Daemon::token`.
+pub async fn start_at(cfg: Config, opts: ServeOptions, tokens: BTreeMap<String, String>) -> Daemon {
+    let data = opts.data_dir.clone();
     let shutdown = CancellationToken::new();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(run(cfg, opts, shutdown.clone(), Some(ready_tx)));
-    let addr = ready_rx.await.expect("server ready");
+    let addr = match ready_rx.await {
+        Ok(addr) => addr,
+        Err(_) => panic!("the daemon did not start: {:?}", server.await),
+    };
     Daemon {
         addr,
         shutdown,
         tokens,
         server,
-        _data: data,
+        data,
+        temp: None,
+    }
+}
+
+/// A daemon that was stopped with its data folder kept, to be started again where it was.
+pub struct Stopped {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    tokens: BTreeMap<String, String>,
+    temp: Option<tempfile::TempDir>,
+}
+
+impl Stopped {
+    /// A new daemon on the same address and data folder (its store, recordings and tokens),
+    /// with `opts` for everything else.
+    pub async fn restart(self, cfg: Config, mut opts: ServeOptions) -> Daemon {
+        opts.listen = self.addr;
+        opts.data_dir = self.data_dir;
+        let mut d = start_at(cfg, opts, self.tokens).await;
+        d.temp = self.temp;
+        d
     }
 }
 
 impl Daemon {
     /// The daemon's data folder (store, recordings, tokens).
     pub fn data_dir(&self) -> &std::path::Path {
-        self._data.path()
+        &self.data
     }
 
     pub fn token(&self, name: &str) -> &str {
@@ -102,12 +141,23 @@ impl Daemon {
 
     /// Drains and stops the daemon; it must return Ok within a minute.
     pub async fn stop(self) {
+        drop(self.stop_keeping_data().await);
+    }
+
+    /// Drains and stops the daemon like `stop`, keeping its data folder for `Stopped::restart`.
+    pub async fn stop_keeping_data(self) -> Stopped {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(60), self.server)
             .await
             .expect("drained in time")
             .unwrap()
             .unwrap();
+        Stopped {
+            addr: self.addr,
+            data_dir: self.data,
+            tokens: self.tokens,
+            temp: self.temp,
+        }
     }
 }
 

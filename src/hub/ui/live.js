@@ -253,6 +253,13 @@ export function openPrompt(call) {
   return found;
 }
 
+/** The ids of a call's open prompts, oldest first. */
+export function openPromptIds(call) {
+  const ids = [];
+  for (const [id, entry] of call.alerts.entries()) if (entry.status.state === 'open') ids.push(id);
+  return ids;
+}
+
 /** The call's most recent prompt of any state. */
 export function lastPrompt(call) {
   let found = null;

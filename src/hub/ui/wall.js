@@ -2,13 +2,15 @@
 // first: a gauge, risk over time, reason chips and the live transcript. A transfer prompt
 // turns its card red, raises a banner, may beep, and offers Accept transfer / Dismiss (for
 // supervisors; QA watches read-only). Who took or dismissed a prompt shows for everyone.
-// Agents are sent to their own screen.
+// A call can raise a second prompt while its first is still open (a new kind of trouble):
+// the card shows the newest open one, and Accept or Dismiss answers every open prompt of the
+// call. Agents are sent to their own screen.
 
 import {
   $, CUSTOMER_TYPES, LEVEL_LABEL, api, boot, canDecide, canDismiss, chip, clear, clock, gauge, h,
   kindLabel, richText, riskPlot, span, toast,
 } from './common.js';
-import { CallBook, Live, connectionPill, lastPrompt, openPrompt, transcriptView } from './live.js';
+import { CallBook, Live, connectionPill, lastPrompt, openPrompt, openPromptIds, transcriptView } from './live.js';
 
 const FADE_AFTER_MS = 120000;
 
@@ -109,7 +111,8 @@ function makeCard(call) {
     el,
     update(c) {
       const open = c.ended ? null : openPrompt(c);
-      const latest = lastPrompt(c);
+      // The newest open prompt; once none is open, the newest of all with what became of it.
+      const latest = open || lastPrompt(c);
       el.className = `card level-${c.level}${open ? ' prompt' : ''}${open && open.status.escalated ? ' escalated' : ''}${c.ended ? ' ended' : ''}`;
       clear(parts.gauge, gauge(c.score, c.level, 72));
       parts.title.textContent = c.id;
@@ -126,11 +129,25 @@ function makeCard(call) {
         signals: c.signals.map((sg) => ({ at_ms: sg.at_ms, kind: sg.kind })),
       });
       // The prompt panel is redrawn only when the prompt changes, so a half-typed
-      // dismissal reason survives the transcript's updates.
+      // dismissal reason survives the transcript's updates; when a newer prompt of the call
+      // replaces the one being dismissed, the reason moves over to it.
       const key = latest ? `${latest.alert && latest.alert.alert_id}|${latest.status.state}|${latest.status.escalated}|${!!latest.alert}|${c.ended}` : '';
       if (key !== promptKey) {
         promptKey = key;
-        clear(parts.prompt, latest ? promptPanel(c, latest) : null);
+        const typing = parts.prompt.querySelector('input.dismiss-reason');
+        const draft = typing ? { text: typing.value, focused: document.activeElement === typing } : null;
+        clear(parts.prompt, latest ? promptPanel(c, latest, draft) : null);
+        const moved = draft && draft.focused && parts.prompt.querySelector('input.dismiss-reason');
+        if (moved) {
+          moved.focus();
+          moved.setSelectionRange(moved.value.length, moved.value.length);
+        }
+      }
+      const more = parts.prompt.querySelector('.prompt-more');
+      if (more) {
+        const n = open ? openPromptIds(c).length - 1 : 0;
+        more.hidden = n <= 0;
+        more.textContent = n > 0 ? `${n} earlier prompt${n > 1 ? 's' : ''} of this call still open: your answer covers ${n > 1 ? 'them' : 'it'} too.` : '';
       }
       transcriptView(parts.transcript, c, 8);
       if (c.ended) {
@@ -162,7 +179,8 @@ async function findReview(c) {
   return null;
 }
 
-function promptPanel(call, entry) {
+/** A prompt's panel; `draft` ({text, focused}) opens its dismissal form with a reason typed. */
+function promptPanel(call, entry, draft) {
   const { alert, status } = entry;
   const decided = status.state !== 'open';
   const panel = h('section', { class: `prompt-panel state-${status.state}${status.escalated ? ' escalated' : ''}`, 'data-alert-id': alert ? alert.alert_id : '' });
@@ -199,37 +217,61 @@ function promptPanel(call, entry) {
       }
     }
   }
+  if (!decided && !call.ended) panel.append(h('p', { class: 'prompt-more muted small', hidden: true }));
   if (!decided && !call.ended && (canDecide(me) || canDismiss(me)) && alert) {
+    // Answers every prompt of the call still open, oldest first (so the one shown, the
+    // newest, goes last and the panel is redrawn once); resolves with how many took.
+    const answer = async (cmd) => {
+      const ids = openPromptIds(call);
+      if (!ids.includes(alert.alert_id)) ids.push(alert.alert_id);
+      let took = 0;
+      let failure = null;
+      for (const id of ids) {
+        try {
+          await live.send({ ...cmd, alert_id: id });
+          took += 1;
+        } catch (e) {
+          failure = failure || e;
+        }
+      }
+      if (!took && failure) throw failure;
+      return took;
+    };
     const accept = canDecide(me) ? h('button', { type: 'button', class: 'btn-accept', 'data-action': 'accept' }, 'Accept transfer') : null;
     const dismiss = canDismiss(me) ? h('button', { type: 'button', class: 'btn-dismiss', 'data-action': 'dismiss' }, 'Dismiss') : null;
     const actions = h('div', { class: 'prompt-actions' }, accept, dismiss);
     if (accept) accept.addEventListener('click', async () => {
       accept.disabled = true;
       try {
-        await live.send({ type: 'accept_transfer', alert_id: alert.alert_id });
+        await answer({ type: 'accept_transfer' });
         toast(`You took ${call.id} over.`, 'ok');
       } catch (e) {
         toast(e.message, 'error');
         accept.disabled = false;
       }
     });
-    if (dismiss) dismiss.addEventListener('click', () => {
+    const openDismiss = (text, focus) => {
       const reason = h('input', { type: 'text', class: 'dismiss-reason', maxlength: 500, required: true, placeholder: 'Why is no transfer needed?', 'aria-label': 'Reason for dismissing' });
-      const form = h('form', { class: 'dismiss-form' }, reason,
-        h('button', { type: 'submit', class: 'btn-dismiss' }, 'Dismiss prompt'),
+      reason.value = text;
+      const submit = h('button', { type: 'submit', class: 'btn-dismiss' }, 'Dismiss prompt');
+      const form = h('form', { class: 'dismiss-form' }, reason, submit,
         h('button', { type: 'button', class: 'btn-quiet', onclick: () => form.replaceWith(actions) }, 'Cancel'));
       form.addEventListener('submit', async (ev) => {
         ev.preventDefault();
+        submit.disabled = true;
         try {
-          await live.send({ type: 'dismiss_alert', alert_id: alert.alert_id, reason: reason.value.trim() });
+          await answer({ type: 'dismiss_alert', reason: reason.value.trim() });
         } catch (e) {
           toast(e.message, 'error');
+          submit.disabled = false;
         }
       });
       actions.replaceWith(form);
-      reason.focus();
-    });
+      if (focus) reason.focus();
+    };
+    if (dismiss) dismiss.addEventListener('click', () => openDismiss('', true));
     panel.append(actions);
+    if (dismiss && draft) openDismiss(draft.text, false);
   } else if (!decided && !call.ended && !canDecide(me)) {
     panel.append(h('p', { class: 'muted small' }, 'Waiting for a supervisor to act.'));
   }
