@@ -13,9 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use callguard::app::ServeOptions;
-use callguard::audio::g711::{f32_to_i16, i16_to_ulaw};
 use callguard::config::{Config, WebhookConfig};
 use callguard::hub::auth::Role;
 use common::daemon::*;
@@ -25,59 +23,6 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 const TWILIO_CALL: &str = "CAlive";
-
-/// Streams a two-track recording as Twilio does, one 20 ms media message per track at real
-/// pace. Returns when the audio starts (the words' wall-clock origin) through `started`.
-async fn twilio_call(
-    addr: std::net::SocketAddr,
-    ingest: String,
-    started: tokio::sync::oneshot::Sender<Instant>,
-) {
-    let audio = callguard::audio::wav::read_wav(&fixture("en-media-threat.wav")).unwrap();
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ingest/twilio"))
-        .await
-        .unwrap();
-    let start = json!({
-        "event": "start", "sequenceNumber": "1", "streamSid": "MZlive",
-        "start": {
-            "accountSid": "AC1", "streamSid": "MZlive", "callSid": TWILIO_CALL,
-            "tracks": ["inbound", "outbound"],
-            "customParameters": {"token": ingest, "agent": "101"},
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
-        }
-    });
-    ws.send(Message::text(start.to_string())).await.unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let frames = audio.channels[0].len() / 160;
-    let mut pace = tokio::time::interval(Duration::from_millis(20));
-    let mut started = Some(started);
-    for i in 0..frames {
-        pace.tick().await;
-        if let Some(tx) = started.take() {
-            let _ = tx.send(Instant::now());
-        }
-        for (track, ch) in [("inbound", 0), ("outbound", 1)] {
-            let payload: Vec<u8> = audio.channels[ch][i * 160..(i + 1) * 160]
-                .iter()
-                .map(|&x| i16_to_ulaw(f32_to_i16(x)))
-                .collect();
-            let msg = json!({
-                "event": "media", "sequenceNumber": (i * 2 + 2).to_string(), "streamSid": "MZlive",
-                "media": {"track": track, "chunk": (i + 1).to_string(),
-                          "timestamp": (i * 20).to_string(), "payload": b64.encode(&payload)}
-            });
-            ws.send(Message::text(msg.to_string())).await.unwrap();
-        }
-    }
-    ws.send(Message::text(
-        json!({"event": "stop", "sequenceNumber": "99999", "streamSid": "MZlive",
-               "stop": {"accountSid": "AC1", "callSid": TWILIO_CALL}})
-        .to_string(),
-    ))
-    .await
-    .unwrap();
-    let _ = ws.close(None).await;
-}
 
 /// Expects the server to close a stream with `code`.
 async fn expect_close<S>(ws: &mut S, code: u16)
@@ -157,7 +102,13 @@ async fn two_replays_and_a_twilio_call_run_at_once_and_a_transfer_is_accepted() 
     let _stuck = d.screen("lazy").await;
 
     let (t0_tx, t0_rx) = tokio::sync::oneshot::channel();
-    let caller = tokio::spawn(twilio_call(addr, ingest.clone(), t0_tx));
+    let call = TwilioCall {
+        call: TWILIO_CALL.into(),
+        agent: "101".into(),
+        wav: fixture("en-media-threat.wav"),
+        hold: None,
+    };
+    let caller = tokio::spawn(twilio_stream(addr, ingest.clone(), call, Some(t0_tx)));
 
     // Malformed streams on each websocket ingest protocol close only themselves (1007).
     let (mut bad_twilio, _) =

@@ -22,19 +22,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use callguard::app::ServeOptions;
-use callguard::audio::g711::{f32_to_i16, i16_to_ulaw};
 use callguard::hub::auth::Role;
 use common::daemon::*;
 use common::*;
-use futures_util::SinkExt;
-use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
 
 /// The escalating call whose prompt is accepted (its agent is 101, the agent token's).
 const CALL: &str = "CAwebui";
@@ -43,69 +38,6 @@ const DISMISS_CALL: &str = "CAdismiss";
 /// The calm replayed call (agent 102), as the daemon names it.
 const CALM_CALL: &str = "replay-0-en-calm-billing";
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Streams `wav` as Twilio does (one 20 ms mu-law frame per track at real pace) as call
-/// `call` of `agent`, then silence until `hold` exists (or two minutes pass), then hangs up.
-async fn twilio_call(
-    addr: std::net::SocketAddr,
-    ingest: String,
-    (call, agent): (&'static str, &'static str),
-    wav: PathBuf,
-    hold: PathBuf,
-) {
-    let stream = format!("MZ{call}");
-    let audio = callguard::audio::wav::read_wav(&wav).unwrap();
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ingest/twilio"))
-        .await
-        .unwrap();
-    let start = json!({
-        "event": "start", "sequenceNumber": "1", "streamSid": stream,
-        "start": {
-            "accountSid": "AC1", "streamSid": stream, "callSid": call,
-            "tracks": ["inbound", "outbound"],
-            "customParameters": {"token": ingest, "agent": agent},
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
-        }
-    });
-    ws.send(Message::text(start.to_string())).await.unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let frames = audio.channels[0].len() / 160;
-    let silence = vec![i16_to_ulaw(0); 160];
-    let mut pace = tokio::time::interval(Duration::from_millis(20));
-    let held_from = Instant::now();
-    let mut i = 0;
-    loop {
-        pace.tick().await;
-        if i >= frames && (hold.exists() || held_from.elapsed() > Duration::from_secs(120)) {
-            break;
-        }
-        for (track, ch) in [("inbound", 0), ("outbound", 1)] {
-            let payload: Vec<u8> = if i < frames {
-                audio.channels[ch][i * 160..(i + 1) * 160]
-                    .iter()
-                    .map(|&x| i16_to_ulaw(f32_to_i16(x)))
-                    .collect()
-            } else {
-                silence.clone()
-            };
-            let msg = json!({
-                "event": "media", "sequenceNumber": (i * 2 + 2).to_string(), "streamSid": stream,
-                "media": {"track": track, "chunk": (i + 1).to_string(),
-                          "timestamp": (i * 20).to_string(), "payload": b64.encode(&payload)}
-            });
-            ws.send(Message::text(msg.to_string())).await.unwrap();
-        }
-        i += 1;
-    }
-    ws.send(Message::text(
-        json!({"event": "stop", "sequenceNumber": "999999", "streamSid": stream,
-               "stop": {"accountSid": "AC1", "callSid": call}})
-        .to_string(),
-    ))
-    .await
-    .unwrap();
-    let _ = ws.close(None).await;
-}
 
 /// What the browser test needs, or a panic saying how to get it.
 fn browser_prerequisites(dir: &Path) {
@@ -159,14 +91,14 @@ async fn the_screens_work_in_a_browser() {
         ((CALL, "101"), "en-media-threat.wav"),
         ((DISMISS_CALL, "103"), "en-legal-regulator.wav"),
     ]
-    .map(|(call, wav)| {
-        tokio::spawn(twilio_call(
-            addr,
-            d.token("pbx").to_owned(),
-            call,
-            fixture(wav),
-            done.clone(),
-        ))
+    .map(|((call, agent), wav)| {
+        let c = TwilioCall {
+            call: call.into(),
+            agent: agent.into(),
+            wav: fixture(wav),
+            hold: Some(done.clone()),
+        };
+        tokio::spawn(twilio_stream(addr, d.token("pbx").to_owned(), c, None))
     });
 
     let log_path = work.path().join("browser-stderr.log");

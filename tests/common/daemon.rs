@@ -311,3 +311,90 @@ pub async fn http(
         body,
     }
 }
+
+/// A phone call as Twilio Media Streams sends it to `/ingest/twilio`.
+pub struct TwilioCall {
+    /// The CallSid (the call's id in callguard).
+    pub call: String,
+    pub agent: String,
+    /// Customer left, agent right, 8 kHz.
+    pub wav: PathBuf,
+    /// After the recording, silence is streamed until this file exists (at most two minutes),
+    /// so a test can keep the call up until it has acted on it; `None` hangs up at once.
+    pub hold: Option<PathBuf>,
+}
+
+/// Streams `c` with the ingest token in its parameters: one 20 ms mu-law frame per track at
+/// real pace, then the `stop` message. `started` gets the instant the audio begins (the
+/// words' wall-clock origin).
+pub async fn twilio_stream(
+    addr: SocketAddr,
+    ingest: String,
+    c: TwilioCall,
+    started: Option<tokio::sync::oneshot::Sender<std::time::Instant>>,
+) {
+    use base64::Engine as _;
+    use callguard::audio::g711::{f32_to_i16, i16_to_ulaw};
+    use futures_util::SinkExt;
+    use serde_json::json;
+
+    let stream = format!("MZ{}", c.call);
+    let audio = callguard::audio::wav::read_wav(&c.wav).unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ingest/twilio"))
+        .await
+        .unwrap();
+    let start = json!({
+        "event": "start", "sequenceNumber": "1", "streamSid": stream,
+        "start": {
+            "accountSid": "AC1", "streamSid": stream, "callSid": c.call,
+            "tracks": ["inbound", "outbound"],
+            "customParameters": {"token": ingest, "agent": c.agent},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+        }
+    });
+    ws.send(Message::text(start.to_string())).await.unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let frames = audio.channels[0].len() / 160;
+    let silence = vec![i16_to_ulaw(0); 160];
+    let mut pace = tokio::time::interval(Duration::from_millis(20));
+    let mut started = started;
+    let held_from = std::time::Instant::now();
+    let mut i = 0;
+    loop {
+        pace.tick().await;
+        if let Some(tx) = started.take() {
+            let _ = tx.send(std::time::Instant::now());
+        }
+        if i >= frames {
+            let released = c.hold.as_ref().is_none_or(|h| h.exists());
+            if released || held_from.elapsed() > Duration::from_secs(120) {
+                break;
+            }
+        }
+        for (track, ch) in [("inbound", 0), ("outbound", 1)] {
+            let payload: Vec<u8> = if i < frames {
+                audio.channels[ch][i * 160..(i + 1) * 160]
+                    .iter()
+                    .map(|&x| i16_to_ulaw(f32_to_i16(x)))
+                    .collect()
+            } else {
+                silence.clone()
+            };
+            let msg = json!({
+                "event": "media", "sequenceNumber": (i * 2 + 2).to_string(), "streamSid": stream,
+                "media": {"track": track, "chunk": (i + 1).to_string(),
+                          "timestamp": (i * 20).to_string(), "payload": b64.encode(&payload)}
+            });
+            ws.send(Message::text(msg.to_string())).await.unwrap();
+        }
+        i += 1;
+    }
+    ws.send(Message::text(
+        json!({"event": "stop", "sequenceNumber": "999999", "streamSid": stream,
+               "stop": {"accountSid": "AC1", "callSid": c.call}})
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    let _ = ws.close(None).await;
+}
