@@ -110,29 +110,22 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
+/// Each page's route and file (the review page reads the call's id from its own path).
+const PAGES: [(&str, &str); 5] = [
+    ("/", "index.html"),
+    ("/agent", "agent.html"),
+    ("/calls", "calls.html"),
+    ("/calls/{id}", "review.html"),
+    ("/favicon.ico", "favicon.svg"),
+];
+
 /// The screens' routes. Generic over the state so `server::router` can merge it as is.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route(
-            "/",
-            get(|h: HeaderMap| async move { page("index.html", &h) }),
-        )
-        .route(
-            "/agent",
-            get(|h: HeaderMap| async move { page("agent.html", &h) }),
-        )
-        .route(
-            "/calls",
-            get(|h: HeaderMap| async move { page("calls.html", &h) }),
-        )
-        .route(
-            "/calls/{id}",
-            get(|h: HeaderMap| async move { page("review.html", &h) }),
-        )
-        .route(
-            "/favicon.ico",
-            get(|h: HeaderMap| async move { page("favicon.svg", &h) }),
-        )
+    PAGES
+        .iter()
+        .fold(Router::new(), |r, &(path, file)| {
+            r.route(path, get(move |h: HeaderMap| async move { page(file, &h) }))
+        })
         .route(
             "/ui/{name}",
             get(|Path(name): Path<String>, h: HeaderMap| async move {
