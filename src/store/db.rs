@@ -32,6 +32,9 @@ use crate::source::{CallInfo, EndReason};
 pub const DB_FILE: &str = "callguard.db";
 /// The lock file held by the process that writes the database.
 pub const LOCK_FILE: &str = "callguard.db.lock";
+/// How often, and how far apart, a held lock is tried again before the store is busy (1 s).
+const LOCK_RETRIES: u32 = 20;
+const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// How long a statement waits for another connection's lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -160,15 +163,26 @@ impl Store {
                 what: "cannot open the lock file",
                 source,
             })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(StoreError::Locked { path }),
-            Err(TryLockError::Error(source)) => {
-                return Err(StoreError::Io {
-                    path,
-                    what: "cannot lock the lock file",
-                    source,
-                });
+        // A lock held a moment longer than its store lives is not another daemon: a child
+        // process forked elsewhere in this process (a test running sox, `pip`) shares the lock's
+        // file description until it execs, and a daemon being restarted may still be exiting.
+        // So a held lock is retried briefly before the store is called busy.
+        let mut tries = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if tries < LOCK_RETRIES => {
+                    tries += 1;
+                    std::thread::sleep(LOCK_RETRY_PAUSE);
+                }
+                Err(TryLockError::WouldBlock) => return Err(StoreError::Locked { path }),
+                Err(TryLockError::Error(source)) => {
+                    return Err(StoreError::Io {
+                        path,
+                        what: "cannot lock the lock file",
+                        source,
+                    });
+                }
             }
         }
         let mut conn = Connection::open(&path).ctx(&path, "cannot open the database")?;
