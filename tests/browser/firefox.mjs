@@ -72,6 +72,7 @@ const quietPrefs = {
   'network.proxy.share_proxy_settings': true,
   'network.proxy.no_proxies_on': '127.0.0.1, localhost',
   'network.proxy.allow_hijacking_localhost': false,
+  'network.proxy.failover_direct': false,
 };
 
 fs.mkdirSync(SHOTS, { recursive: true });
@@ -90,6 +91,7 @@ const browser = await puppeteer.launch({
 log(`started ${await browser.version()}`);
 
 const problems = [];
+let requests = 0;
 const page = await browser.newPage();
 page.setDefaultTimeout(20_000);
 await page.setViewport({ width: 1440, height: 900 });
@@ -105,6 +107,7 @@ page.on('requestfailed', (r) => {
   problems.push(`request failed: ${r.url()} ${err}`);
 });
 page.on('request', (r) => {
+  requests += 1;
   const u = r.url();
   if (!u.startsWith(BASE) && !u.startsWith(BASE.replace('http', 'ws')) && !u.startsWith('data:')) {
     problems.push(`external request: ${u}`);
@@ -129,6 +132,19 @@ try {
   check(!page.url().includes('token'), `signed in by link, and the token left the address bar (${page.url()})`);
   await page.waitForSelector('#conn.conn-connected');
   log('ok: the wall is live');
+  // The watchers work in this browser: an uncaught error and a console error are seen (and
+  // then forgotten), and the page's requests are seen.
+  await page.evaluate(() => {
+    setTimeout(() => { throw new Error('callguard-probe'); });
+    console.error('callguard-probe');
+  });
+  for (let i = 0; i < 50 && problems.filter((p) => p.includes('callguard-probe')).length < 2; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const probes = problems.filter((p) => p.includes('callguard-probe'));
+  check(probes.some((p) => p.startsWith('page error')) && probes.some((p) => p.startsWith('console error')), 'page errors and console errors are caught');
+  problems.splice(0, problems.length, ...problems.filter((p) => !p.includes('callguard-probe')));
+  check(requests >= 5, `the page's requests are watched (${requests} so far)`);
 
   // ---- both calls on the wall; the Mandarin one in Chinese characters
   const card = (id) => `article.card[data-call-id="${id}"]`;
@@ -210,7 +226,10 @@ try {
   check(plot.marks >= 1, 'the plot marks the prompt');
   const alertText = await page.$eval('#alerts .alert-card', (el) => el.innerText);
   check(alertText.includes(`Accepted by ${SUP_NAME}`), 'the review says who took the prompt');
-  await page.$eval('#player', (a) => { a.currentTime = 0; });
+  await page.$eval('#player', (a) => new Promise((done) => {
+    a.addEventListener('seeked', done, { once: true });
+    a.currentTime = 0;
+  }));
   await page.screenshot({ path: path.join(SHOTS, 'firefox-review.png'), fullPage: true });
   log('saved firefox-review.png');
 
