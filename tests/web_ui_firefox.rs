@@ -28,7 +28,7 @@ const ZH_CALL: &str = "replay-0-mandarin-call";
 const FIREFOX: &str = "/usr/bin/firefox-esr";
 /// The screenshots the script saves.
 const SHOTS: [&str; 2] = ["firefox-wall.png", "firefox-review.png"];
-/// How long the script may run before it is killed.
+/// How long the script may run before it is killed (it gives up by itself 30 s earlier).
 const SCRIPT_LIMIT: Duration = Duration::from_secs(180);
 
 /// What the Firefox test needs, or a panic saying how to get it.
@@ -82,6 +82,7 @@ async fn the_screens_work_in_firefox() {
     ));
 
     let (out_path, err_path) = (work.path().join("stdout"), work.path().join("stderr"));
+    let pid_path = work.path().join("firefox.pid");
     let started = Instant::now();
     let mut child = Command::new("node")
         .arg(browser_dir.join("firefox.mjs"))
@@ -94,6 +95,9 @@ async fn the_screens_work_in_firefox() {
         .env("DONE_FILE", &done)
         .env("SCREENSHOTS", &shots)
         .env("FIREFOX", FIREFOX)
+        .env("FIREFOX_PID_FILE", &pid_path)
+        .env("PROFILE_DIR", work.path().join("firefox"))
+        .env("TIME_LIMIT_S", (SCRIPT_LIMIT.as_secs() - 30).to_string())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap())
@@ -105,6 +109,13 @@ async fn the_screens_work_in_firefox() {
             break Some(status);
         }
         if started.elapsed() > SCRIPT_LIMIT {
+            // The script ends itself and Firefox before this; if it hung, Firefox (its own
+            // process group, as puppeteer starts it) goes too.
+            if let Ok(pid) = std::fs::read_to_string(&pid_path) {
+                let _ = Command::new("kill")
+                    .args(["-s", "KILL", "--", &format!("-{}", pid.trim())])
+                    .status();
+            }
             let _ = child.kill();
             let _ = child.wait();
             break None;

@@ -12,7 +12,10 @@
 // Environment: CALLGUARD_URL, TOKEN_SUPERVISOR, SUPERVISOR_NAME (default sue), CALL_ID (the
 // English call), ZH_CALL_ID (the Mandarin call), DONE_FILE (written once the prompt is
 // answered, so the English call hangs up), SCREENSHOTS, FIREFOX (default
-// /usr/bin/firefox-esr).
+// /usr/bin/firefox-esr), FIREFOX_PID_FILE (where to write Firefox's process id: its own
+// process group, which the test ends should this script be killed), TIME_LIMIT_S (default
+// 150: then the script ends Firefox and fails), PROFILE_DIR (an empty folder for Firefox's
+// profile and HOME; default a temporary one).
 
 import puppeteer from 'puppeteer-core';
 import fs from 'node:fs';
@@ -32,6 +35,7 @@ const ZH_CALL = env('ZH_CALL_ID');
 const DONE = env('DONE_FILE', '');
 const SHOTS = env('SCREENSHOTS');
 const LIVE_TIMEOUT = 120_000;
+const TIME_LIMIT_MS = Number(env('TIME_LIMIT_S', '150')) * 1000;
 const CJK = '[\\u3400-\\u9fff]';
 
 const t0 = Date.now();
@@ -77,8 +81,10 @@ const quietPrefs = {
 
 fs.mkdirSync(SHOTS, { recursive: true });
 // A fresh profile, removed at the end; HOME points into it too, so Firefox (run as root or
-// not) writes nothing outside it.
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'callguard-firefox-'));
+// not) writes nothing outside it. The test gives a folder of its own (removed by the test
+// whatever happens to this script); else a temporary one.
+const profile = process.env.PROFILE_DIR || fs.mkdtempSync(path.join(os.tmpdir(), 'callguard-firefox-'));
+fs.mkdirSync(profile, { recursive: true });
 const browser = await puppeteer.launch({
   browser: 'firefox',
   executablePath: env('FIREFOX', '/usr/bin/firefox-esr'),
@@ -88,7 +94,16 @@ const browser = await puppeteer.launch({
   env: { ...process.env, HOME: profile, MOZ_HEADLESS: '1' },
   protocolTimeout: 60_000,
 });
+const firefoxPid = browser.process()?.pid;
+if (process.env.FIREFOX_PID_FILE && firefoxPid) fs.writeFileSync(process.env.FIREFOX_PID_FILE, `${firefoxPid}\n`);
 log(`started ${await browser.version()}`);
+// However a step hangs, the run ends in time and takes Firefox along.
+setTimeout(() => {
+  console.error(`FAILED: still running after ${TIME_LIMIT_MS / 1000} s`);
+  browser.process()?.kill('SIGKILL');
+  fs.rmSync(profile, { recursive: true, force: true });
+  process.exit(2);
+}, TIME_LIMIT_MS).unref();
 
 const problems = [];
 let requests = 0;
