@@ -85,7 +85,15 @@ fs.mkdirSync(SHOTS, { recursive: true });
 // whatever happens to this script); else a temporary one.
 const profile = process.env.PROFILE_DIR || fs.mkdtempSync(path.join(os.tmpdir(), 'callguard-firefox-'));
 fs.mkdirSync(profile, { recursive: true });
-const browser = await puppeteer.launch({
+let browser;
+// However a step hangs (the launch included), the run ends in time and takes Firefox along.
+setTimeout(() => {
+  console.error(`FAILED: still running after ${TIME_LIMIT_MS / 1000} s`);
+  browser?.process()?.kill('SIGKILL');
+  fs.rmSync(profile, { recursive: true, force: true });
+  process.exit(2);
+}, TIME_LIMIT_MS).unref();
+browser = await puppeteer.launch({
   browser: 'firefox',
   executablePath: env('FIREFOX', '/usr/bin/firefox-esr'),
   headless: true,
@@ -97,13 +105,6 @@ const browser = await puppeteer.launch({
 const firefoxPid = browser.process()?.pid;
 if (process.env.FIREFOX_PID_FILE && firefoxPid) fs.writeFileSync(process.env.FIREFOX_PID_FILE, `${firefoxPid}\n`);
 log(`started ${await browser.version()}`);
-// However a step hangs, the run ends in time and takes Firefox along.
-setTimeout(() => {
-  console.error(`FAILED: still running after ${TIME_LIMIT_MS / 1000} s`);
-  browser.process()?.kill('SIGKILL');
-  fs.rmSync(profile, { recursive: true, force: true });
-  process.exit(2);
-}, TIME_LIMIT_MS).unref();
 
 const problems = [];
 let requests = 0;
