@@ -181,19 +181,33 @@ pub(crate) fn list_calls(
     for row in rows {
         items.push(row.ctx(path, "cannot read a call")?);
     }
-    if let Some(first) = terms.first() {
+    if let Some(first) = terms.first()
+        && !items.is_empty()
+    {
+        // One pass over the text index for the whole page (a query per call would run the
+        // match once per call): every matching line of these calls, the earliest kept.
+        let ids: Vec<String> = items.iter().map(|c| c.id.to_string()).collect();
         let mut snip = conn
             .prepare(&format!(
-                "SELECT text FROM segments WHERE call = ?1 AND id IN ({})
-                 ORDER BY start_ms, id LIMIT 1",
-                fts_segments(2)
+                "SELECT call, text FROM segments WHERE call IN ({}) AND id IN ({})
+                 ORDER BY call, start_ms, id",
+                ids.join(","),
+                fts_segments(1)
             ))
             .ctx(path, "cannot find snippets")?;
+        let rows = snip
+            .query_map([first], |r| {
+                Ok((r.get::<_, CallKey>(0)?, r.get::<_, String>(1)?))
+            })
+            .ctx(path, "cannot find snippets")?;
+        let mut first_line: std::collections::HashMap<CallKey, String> =
+            std::collections::HashMap::new();
+        for row in rows {
+            let (call, text) = row.ctx(path, "cannot find snippets")?;
+            first_line.entry(call).or_insert(text);
+        }
         for item in &mut items {
-            item.snippet = snip
-                .query_row(rusqlite::params![item.id, first], |r| r.get(0))
-                .optional()
-                .ctx(path, "cannot find snippets")?;
+            item.snippet = first_line.remove(&item.id);
         }
     }
     Ok(Page {

@@ -1334,3 +1334,50 @@ fn a_deleted_call_leaves_nothing_behind_and_a_live_one_is_refused() {
     assert!(err.contains("still live"), "{err}");
     assert!(store.get_call(live).unwrap().is_some());
 }
+
+#[test]
+fn each_call_on_a_page_gets_its_own_earliest_matching_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    for (n, call) in ["a", "b", "c"].iter().enumerate() {
+        let lines = [
+            line(call, "agent", 0, 1000, "Hello, how can I help?", "en"),
+            line(
+                call,
+                "customer",
+                2000,
+                3000,
+                &format!("Refund number {n} please"),
+                "en",
+            ),
+            line(call, "customer", 4000, 5000, "I said refund, again", "en"),
+        ];
+        stored_call(&mut store, call, T0 + n as u64 * 1000, &lines);
+    }
+    stored_call(
+        &mut store,
+        "none",
+        T0 + 9000,
+        &[line("none", "agent", 0, 900, "Bye", "en")],
+    );
+    let page = store
+        .list_calls(&CallFilter {
+            q: Some("refund".into()),
+            limit: 2,
+            ..CallFilter::default()
+        })
+        .unwrap();
+    assert_eq!(page.total, 3);
+    let got: Vec<(String, Option<String>)> = page
+        .items
+        .into_iter()
+        .map(|c| (c.call_id, c.snippet))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("c".into(), Some("Refund number 2 please".into())),
+            ("b".into(), Some("Refund number 1 please".into())),
+        ]
+    );
+}
