@@ -78,6 +78,74 @@ pub fn tidy(text: &str, lang: &str) -> String {
     }
 }
 
+/// The shortest loop unit and how many back-to-back copies make a decoding loop.
+const LOOP_MIN_COPIES: usize = 5;
+const LOOP_MAX_UNIT: usize = 16;
+
+/// Collapses a decoding loop to one copy: Whisper, given audio cut mid-word (partials above
+/// all), can repeat a few characters until it runs out of tokens ("这一天这一天这一天这一天这一天
+/// ..."). A unit of 2 to 16 characters repeated 5 or more times back to back is kept once.
+/// Digits and number words are never collapsed: "one one one one one" may be a card number
+/// being read out, which redaction must still see whole.
+pub fn collapse_loops(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let mut skipped = false;
+        for unit in 2..=LOOP_MAX_UNIT.min((chars.len() - i) / LOOP_MIN_COPIES) {
+            let pattern = &chars[i..i + unit];
+            let mut copies = 1;
+            while i + (copies + 1) * unit <= chars.len()
+                && &chars[i + copies * unit..i + (copies + 1) * unit] == pattern
+            {
+                copies += 1;
+            }
+            if copies >= LOOP_MIN_COPIES && !is_numeric(&words_around(&chars, i, i + copies * unit))
+            {
+                out.extend(pattern);
+                i += copies * unit;
+                skipped = true;
+                break;
+            }
+        }
+        if !skipped {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `chars[start..end]` widened to whole words (a loop unit may start mid-word: "ne o").
+fn words_around(chars: &[char], start: usize, end: usize) -> Vec<char> {
+    let mut a = start;
+    while a > 0 && chars[a].is_alphanumeric() && chars[a - 1].is_alphanumeric() {
+        a -= 1;
+    }
+    let mut b = end;
+    while b > 0 && b < chars.len() && chars[b - 1].is_alphanumeric() && chars[b].is_alphanumeric() {
+        b += 1;
+    }
+    chars[a..b].to_vec()
+}
+
+/// Whether a stretch is only digits, number words, spaces and punctuation.
+fn is_numeric(unit: &[char]) -> bool {
+    const WORDS: [&str; 12] = [
+        "zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+        "double",
+    ];
+    let s: String = unit.iter().collect::<String>().to_lowercase();
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .all(|w| {
+            w.chars()
+                .all(|c| c.is_ascii_digit() || "零〇一二三四五六七八九幺两".contains(c))
+                || WORDS.contains(&w)
+        })
+}
+
 /// Removes an echo of the initial prompt: Whisper sometimes repeats the prompt's clauses at the
 /// end of short utterances ("我要投诉你们，使用简体中文。").
 pub fn strip_prompt_echo(text: &str, prompt: &str) -> String {
@@ -108,6 +176,42 @@ pub fn strip_prompt_echo(text: &str, prompt: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoding_loops_collapse_but_speech_and_numbers_stay() {
+        assert_eq!(
+            collapse_loops("这一天这一天这一天这一天这一天这一天这一天这一天"),
+            "这一天"
+        );
+        assert_eq!(
+            collapse_loops("我要投诉，这一天这一天这一天这一天这一天这一天"),
+            "我要投诉，这一天"
+        );
+        assert_eq!(
+            collapse_loops("I want a refund, the the the the the the the the"),
+            "I want a refund, the"
+        );
+        // Fewer than five copies is speech ("no, no, no, no!").
+        for kept in [
+            "No, no, no, no!",
+            "哈哈哈哈",
+            "谢谢谢谢",
+            "太过分了太过分了太过分了",
+        ] {
+            assert_eq!(collapse_loops(kept), kept);
+        }
+        // Numbers read out stay whole for redaction.
+        for kept in [
+            "4111111111111111",
+            "my card is one one one one one one one one",
+            "一一一一一一一一一一",
+            "11 11 11 11 11 11",
+        ] {
+            assert_eq!(collapse_loops(kept), kept);
+        }
+        assert_eq!(collapse_loops(""), "");
+        assert_eq!(collapse_loops("ab"), "ab");
+    }
 
     fn filter() -> PhantomFilter {
         PhantomFilter::new(&crate::config::AsrConfig::default().phantom_phrases)

@@ -49,7 +49,7 @@ use whisper_rs::{
 };
 
 use super::ggml::{self, ModelError, ModelInfo};
-use super::text::{PhantomFilter, strip_prompt_echo, tidy};
+use super::text::{PhantomFilter, collapse_loops, strip_prompt_echo, tidy};
 use crate::audio::{Leg, PIPELINE_RATE};
 use crate::config::AsrConfig;
 
@@ -751,10 +751,11 @@ impl Worker {
         let mut dropped = 0;
         for seg in state.as_iter() {
             let text = match seg.to_str_lossy() {
-                Ok(t) if lang == "zh" => {
-                    strip_prompt_echo(&tidy(&t, &lang), &self.settings.zh_prompt)
-                }
-                Ok(t) => tidy(&t, &lang),
+                Ok(t) if lang == "zh" => collapse_loops(&strip_prompt_echo(
+                    &tidy(&t, &lang),
+                    &self.settings.zh_prompt,
+                )),
+                Ok(t) => collapse_loops(&tidy(&t, &lang)),
                 Err(_) => {
                     dropped += 1;
                     continue;
