@@ -90,24 +90,30 @@ pub struct ListRequest {
 impl ListRequest {
     /// The store filter, with the dates parsed (`--to` with a date alone includes that day).
     pub fn filter(&self) -> Result<CallFilter> {
+        self.filter_named("--from", "--to").map_err(|e| anyhow!(e))
+    }
+
+    /// [`filter`](Self::filter) with the date parameters called as the caller's users know
+    /// them (`from`/`to` in the HTTP API), so errors name what they typed.
+    pub fn filter_named(&self, from_name: &str, to_name: &str) -> Result<CallFilter, String> {
         let from = self
             .from
             .as_deref()
-            .map(|s| parse_time(s, false).map_err(|e| anyhow!("--from {e}")))
+            .map(|s| parse_time(s, false).map_err(|e| format!("{from_name} {e}")))
             .transpose()?;
         let to = self
             .to
             .as_deref()
-            .map(|s| parse_time(s, true).map_err(|e| anyhow!("--to {e}")))
+            .map(|s| parse_time(s, true).map_err(|e| format!("{to_name} {e}")))
             .transpose()?;
         if let (Some(f), Some(t)) = (from, to)
             && f >= t
         {
-            bail!(
-                "--from ({}) is not before --to ({})",
+            return Err(format!(
+                "{from_name} ({}) is not before {to_name} ({})",
                 format_utc(f),
                 format_utc(t)
-            );
+            ));
         }
         Ok(CallFilter {
             q: self.q.clone().filter(|q| !q.trim().is_empty()),

@@ -291,26 +291,11 @@ fn parse_num<T: std::str::FromStr>(param: &str, v: &str) -> Result<T, ApiError> 
 
 impl ListQuery {
     fn filter(&self) -> Result<CallFilter, ApiError> {
-        let time = |param: &str, v: &Option<String>, end_of_day: bool| {
-            given(v)
-                .map(|s| {
-                    crate::calls::parse_time(s, end_of_day)
-                        .map_err(|e| ApiError::BadRequest(format!("{param}: {e}")))
-                })
-                .transpose()
-        };
-        let from = time("from", &self.from, false)?;
-        let to = time("to", &self.to, true)?;
-        if let (Some(f), Some(t)) = (from, to)
-            && f >= t
-        {
-            return Err(ApiError::BadRequest("from must be before to".into()));
-        }
         let defaults = CallFilter::default();
-        Ok(CallFilter {
+        let request = crate::calls::ListRequest {
             q: given(&self.q).map(str::to_owned),
-            from,
-            to,
+            from: given(&self.from).map(str::to_owned),
+            to: given(&self.to).map(str::to_owned),
             level: given(&self.level)
                 .map(|v| parse_name("level", v))
                 .transpose()?,
@@ -329,7 +314,11 @@ impl ListQuery {
                 .map(|v| parse_num("offset", v))
                 .transpose()?
                 .unwrap_or(defaults.offset),
-        })
+        };
+        // The CLI's parsing, dates included, with the parameters named as the API spells them.
+        request
+            .filter_named("from", "to")
+            .map_err(ApiError::BadRequest)
     }
 }
 
