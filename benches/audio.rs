@@ -5,12 +5,12 @@
 
 use std::hint::black_box;
 
-use callguard::audio::resample::{StreamResampler, resample_to};
-use callguard::audio::{AudioChunk, Leg};
-use callguard::config::SegmentConfig;
-use callguard::detect::energy::{EnergyConfig, RaisedVoiceDetector};
-use callguard::detect::lexicon::Lexicon;
-use callguard::segment::Segmenter;
+use callguard::domain::leg::{AudioChunk, Leg};
+use callguard::pipeline::audio::resample::{StreamResampler, resample_to};
+use callguard::pipeline::detect::energy::{EnergyConfig, RaisedVoiceDetector};
+use callguard::pipeline::detect::lexicon::Lexicon;
+use callguard::pipeline::segment::SegmentConfig;
+use callguard::pipeline::segment::Segmenter;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// Ten seconds of a speech-like signal with pauses, at `rate`.

@@ -6,9 +6,9 @@
 
 use std::hint::black_box;
 
-use callguard::event::Event;
-use callguard::source::CallInfo;
-use callguard::store::{CallFilter, Store, StoreReader};
+use callguard::domain::call::CallInfo;
+use callguard::domain::event::Event;
+use callguard::sinks::store::{CallFilter, Store, StoreReader};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 
@@ -101,7 +101,7 @@ fn populated() -> (tempfile::TempDir, Store) {
         store
             .call_ended(
                 &info.call_id,
-                &callguard::source::EndReason::Hangup,
+                &callguard::domain::call::EndReason::Hangup,
                 start + 60_000,
             )
             .expect("end stored");
@@ -147,8 +147,8 @@ fn reads(c: &mut Criterion) {
         &mut g,
         "filter_escalated_media_agent",
         CallFilter {
-            level: Some(callguard::risk::Level::Escalate),
-            reason: Some(callguard::detect::SignalKind::ThreatMedia),
+            level: Some(callguard::domain::alert::Level::Escalate),
+            reason: Some(callguard::domain::signal::SignalKind::ThreatMedia),
             agent: Some("1000".into()),
             ..CallFilter::default()
         },
@@ -189,7 +189,11 @@ fn writes(c: &mut Criterion) {
             store.call_started(&info, n).expect("stored");
             store.record_batch(&events).expect("stored");
             store
-                .call_ended(&info.call_id, &callguard::source::EndReason::Hangup, n + 1)
+                .call_ended(
+                    &info.call_id,
+                    &callguard::domain::call::EndReason::Hangup,
+                    n + 1,
+                )
                 .expect("stored");
         })
     });

@@ -1,50 +1,45 @@
 //! callguard: listens to customer-service calls, transcribes them locally with Whisper, spots
 //! a raised voice, repeated complaints and threats, and prompts a supervisor to take over.
 //!
-//! Layout (data flows one way, top to bottom):
+//! Data flows one way: **source -> resample -> segment -> (signals, transcribe) -> risk ->
+//! events -> (store, screens)**. The modules are layers along that flow, and each imports only
+//! from the rows above its own in this table (its own row included): a module never reaches
+//! down the flow. The table is the rule: `layers` (a test) reads it and every `crate::` path
+//! in `src/`, and fails on an import of a row below.
 //!
-//! | module       | what it does |
-//! |--------------|--------------|
-//! | [`config`]   | the TOML pipeline settings: parsed, validated, documented |
-//! | [`source`]   | live audio sources: phone-system protocols as pure session state machines |
-//! | [`audio`]    | the one audio chunk type, WAV and G.711 decoding, resampling to 16 kHz |
-//! | [`segment`]  | voice activity -> utterances, per leg |
-//! | [`asr`]      | Whisper: model files (convert, install, validate) and transcription workers |
-//! | [`detect`]   | pure detectors: raised voice (energy), lexicon, repeated complaints |
-//! | [`risk`]     | pure per-call risk engine and transfer-prompt rules |
-//! | [`monitor`]  | one call's text-side detectors and risk engine, wired together (pure) |
-//! | [`event`]    | the event enum shared by `analyze`, the websockets and, later, the store |
-//! | [`redact`]   | pure PII redaction of transcript text (cards, phones, ID numbers, e-mail, digit runs) before it is stored or streamed |
-//! | [`live`]     | one live call as an async task: source events in, events out as audio arrives |
-//! | [`analyze`]  | the offline pipeline: a recorded call in, ordered events out |
-//! | [`hub`]      | supervisor/agent side: tokens and roles, `/ws` protocol, live state and fan-out, HTTP server, review API (`/api`), web screens, webhook |
-//! | [`store`]    | the durable call store: SQLite (WAL) history, full-text search, exports, retention |
-//! | [`calls`]    | `calls list`, `show`, `export`: the call store from a terminal; `analyze --store` |
-//! | [`metrics`]  | `/metrics`: counters in the Prometheus text format |
-//! | [`eval`]     | `eval`: scenario calls against expectations; precision, recall, time-to-alert |
-//! | [`watch`]    | `watch`: a terminal screen for the live daemon (a `/ws` client) |
-//! | [`app`]      | `serve`: wires the stages, owns shutdown (cancellation token, task tracker) |
-//! | [`cli`]      | command-line parsing and the subcommands; `main.rs` only calls it |
-//! | [`clock`]    | wall-clock Unix milliseconds, read only at the edges |
+//! | layer | module | what it does |
+//! |-------|--------|--------------|
+//! | domain   | `domain`               | the shared vocabulary: legs and the one audio chunk, call info and source events, signals, alerts and their lifecycle, the `Event` enum, roles, the clock |
+//! | pipeline | `pipeline::audio`      | WAV and G.711 decoding, resampling to 16 kHz, frame DSP, legs of a recording |
+//! | pipeline | `pipeline::segment`    | voice activity -> utterances, per leg |
+//! | pipeline | `pipeline::detect`     | pure detectors: raised voice, lexicon, repeated complaints |
+//! | pipeline | `pipeline::risk`       | the pure per-call risk engine and transfer-prompt rules |
+//! | pipeline | `pipeline::assess`     | one call's text-side detectors and risk engine, wired together |
+//! | pipeline | `pipeline::redact`     | pure PII redaction of events |
+//! | pipeline | `pipeline::asr::model` | Whisper model files: catalogue, ggml format, conversion, installation |
+//! | pipeline | `pipeline::asr`        | the Whisper workers and the cleaning of their text |
+//! | pipeline | `pipeline::config`     | the pipeline stages' settings, gathered |
+//! | pipeline | `pipeline::call`       | one live call as an async task: source events in, events out |
+//! | pipeline | `pipeline::offline`    | a recorded call in, its ordered events out |
+//! | ingest   | `ingest`               | one module per source behind one session trait, with the websocket and TCP glue |
+//! | sinks    | `sinks::webhook`       | prompts and decisions POSTed to a phone system or CRM |
+//! | sinks    | `sinks::store`         | the SQLite call store, its reads, exports and recordings |
+//! | sinks    | `sinks::hub`           | live state and fan-out to screens, the `/ws` protocol, access tokens |
+//! | sinks    | `sinks::recorder`      | a call's recording on its own thread |
+//! | sinks    | `sinks::egress`        | the one way out of a call: redact, silence, store, show |
+//! | http     | `http`                 | the router: `/ws`, the review API, the screens, `/metrics` |
+//! | config   | `config`               | the TOML file: each stage's section, gathered and validated |
+//! | daemon   | `daemon`               | `serve`: wiring, hosting calls, housekeeping, shutdown |
+//! | cli      | `cli`                  | one file per subcommand; printing lives here; `main.rs` only calls it |
 
-pub mod analyze;
-pub mod app;
-pub mod asr;
-pub mod audio;
-pub mod calls;
 pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod detect;
-pub mod eval;
-pub mod event;
-pub mod hub;
-pub mod live;
-pub mod metrics;
-pub mod monitor;
-pub mod redact;
-pub mod risk;
-pub mod segment;
-pub mod source;
-pub mod store;
-pub mod watch;
+pub mod daemon;
+pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod pipeline;
+pub mod sinks;
+
+#[cfg(test)]
+mod layers;

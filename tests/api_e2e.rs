@@ -8,8 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use callguard::app::ServeOptions;
-use callguard::hub::auth::Role;
+use callguard::daemon::ServeOptions;
+use callguard::domain::access::Role;
 use common::daemon::*;
 use common::*;
 use serde_json::Value;
@@ -361,4 +361,52 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// A token revoked from the command line while the daemon runs is refused from then on, by the
+/// API and by `/ws`, and one created meanwhile is taken: the daemon re-reads the token file
+/// (off its async runtime) when it changes, with no restart. Other tokens are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_revoked_or_created_while_the_daemon_runs_take_effect() {
+    let d = start(
+        config(),
+        options(),
+        &[
+            ("sup", Role::Supervisor, None),
+            ("amy", Role::Agent, Some(AGENT)),
+        ],
+    )
+    .await;
+    let addr = d.addr;
+    let me = |token: String| async move {
+        let auth = format!("Bearer {token}");
+        http(addr, "GET", "/api/me", &[("Authorization", &auth)], None)
+            .await
+            .status
+    };
+    let amy = d.token("amy").to_owned();
+    assert_eq!(me(amy.clone()).await, 200);
+
+    // What `callguard token revoke amy` and `token create` do: another writer of the file.
+    let mut file = callguard::sinks::hub::auth::TokenStore::open(d.data_dir()).unwrap();
+    file.revoke("amy").unwrap();
+    let quinn = file.create("quinn", Role::Qa, None, 0).unwrap();
+    wait_for(|| {
+        let amy = amy.clone();
+        async move { (me(amy).await == 401).then_some(()) }
+    })
+    .await;
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={amy}")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 401)
+        }
+        other => panic!("a revoked token watched calls: {other:?}"),
+    }
+    wait_for(|| {
+        let quinn = quinn.clone();
+        async move { (me(quinn).await == 200).then_some(()) }
+    })
+    .await;
+    assert_eq!(me(d.token("sup").to_owned()).await, 200);
+    d.stop().await;
 }

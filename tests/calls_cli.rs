@@ -6,10 +6,10 @@ mod common;
 
 use common::*;
 
-use callguard::audio::Leg;
-use callguard::audio::wav::read_wav;
-use callguard::source::{CallInfo, EndReason, SourceKind};
-use callguard::store::Store;
+use callguard::domain::call::{CallInfo, EndReason, SourceKind};
+use callguard::domain::leg::Leg;
+use callguard::pipeline::audio::wav::read_wav;
+use callguard::sinks::store::Store;
 
 fn dir_arg(d: &tempfile::TempDir) -> String {
     d.path().to_str().unwrap().to_owned()

@@ -9,11 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use callguard::audio::resample::resample_to;
-use callguard::audio::wav::{SampleFormat, read_wav};
-use callguard::audio::{AudioChunk, Leg, PIPELINE_RATE};
-use callguard::detect::Signal;
-use callguard::detect::energy::{EnergyConfig, RaisedVoiceDetector};
+use callguard::domain::leg::{AudioChunk, Leg, PIPELINE_RATE};
+use callguard::domain::signal::Signal;
+use callguard::pipeline::audio::resample::resample_to;
+use callguard::pipeline::audio::wav::{SampleFormat, read_wav};
+use callguard::pipeline::detect::energy::{EnergyConfig, RaisedVoiceDetector};
 
 const CALM: &str = "I called last week about the refund for my order. The agent told me it \
     would be processed within five business days. I still have not received anything, and I \

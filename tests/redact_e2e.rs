@@ -7,9 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use callguard::app::ServeOptions;
-use callguard::audio::wav::{decode_wav, read_wav};
-use callguard::hub::auth::Role;
+use callguard::daemon::ServeOptions;
+use callguard::domain::access::Role;
+use callguard::pipeline::audio::wav::{decode_wav, read_wav};
 use common::daemon::*;
 use common::*;
 use futures_util::StreamExt;

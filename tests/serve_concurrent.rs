@@ -13,9 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use callguard::app::ServeOptions;
-use callguard::config::{Config, WebhookConfig};
-use callguard::hub::auth::Role;
+use callguard::config::Config;
+use callguard::daemon::ServeOptions;
+use callguard::domain::access::Role;
+use callguard::sinks::webhook::WebhookConfig;
 use common::daemon::*;
 use common::*;
 use futures_util::{SinkExt, StreamExt};

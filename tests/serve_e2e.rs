@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use callguard::app::ServeOptions;
-use callguard::hub::auth::Role;
+use callguard::daemon::ServeOptions;
+use callguard::domain::access::Role;
 use common::daemon::*;
 use common::*;
 use futures_util::StreamExt;
@@ -146,7 +146,7 @@ fn twilio_start(call_sid: &str, token: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_twilio_stream_becomes_a_live_call_that_supervisors_watch() {
     use base64::Engine;
-    use callguard::audio::g711::{f32_to_i16, i16_to_ulaw};
+    use callguard::pipeline::audio::g711::{f32_to_i16, i16_to_ulaw};
     use futures_util::SinkExt;
 
     let d = start_plain().await;
@@ -174,7 +174,7 @@ async fn a_twilio_stream_becomes_a_live_call_that_supervisors_watch() {
     }
 
     // The real call: both tracks of a recorded escalating call, as Twilio sends them.
-    let audio = callguard::audio::wav::read_wav(&fixture("en-media-threat.wav")).unwrap();
+    let audio = callguard::pipeline::audio::wav::read_wav(&fixture("en-media-threat.wav")).unwrap();
     let (mut twilio, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ingest/twilio"))
         .await
         .unwrap();
@@ -234,7 +234,7 @@ async fn a_twilio_stream_becomes_a_live_call_that_supervisors_watch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_audio_fork_stream_becomes_a_live_call_that_supervisors_watch() {
-    use callguard::audio::g711::f32_to_i16;
+    use callguard::pipeline::audio::g711::f32_to_i16;
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -274,7 +274,7 @@ async fn an_audio_fork_stream_becomes_a_live_call_that_supervisors_watch() {
     .await
     .unwrap();
     // Stereo L16, caller left: a byte stream cut into odd-sized pieces, as a socket may.
-    let audio = callguard::audio::wav::read_wav(&fixture("en-media-threat.wav")).unwrap();
+    let audio = callguard::pipeline::audio::wav::read_wav(&fixture("en-media-threat.wav")).unwrap();
     let mut bytes = Vec::with_capacity(audio.channels[0].len() * 4);
     for i in 0..audio.channels[0].len() {
         for ch in 0..2 {
@@ -308,8 +308,8 @@ async fn an_audio_fork_stream_becomes_a_live_call_that_supervisors_watch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_audiosocket_connection_becomes_a_live_call_and_garbage_closes_only_itself() {
-    use callguard::audio::g711::f32_to_i16;
-    use callguard::source::audiosocket::{KIND_HANGUP, KIND_SLIN, encode_frame, uuid_frame};
+    use callguard::ingest::audiosocket::{KIND_HANGUP, KIND_SLIN, encode_frame, uuid_frame};
+    use callguard::pipeline::audio::g711::f32_to_i16;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let asock = free_port();
@@ -330,7 +330,7 @@ async fn an_audiosocket_connection_becomes_a_live_call_and_garbage_closes_only_i
     assert_eq!(n, 0);
 
     // A real call: the customer leg of a recorded escalating call, 20 ms slin frames.
-    let audio = callguard::audio::wav::read_wav(&fixture("en-media-threat.wav")).unwrap();
+    let audio = callguard::pipeline::audio::wav::read_wav(&fixture("en-media-threat.wav")).unwrap();
     let mut conn = tokio::net::TcpStream::connect(asock).await.unwrap();
     let id = [0x5a_u8; 16];
     conn.write_all(&uuid_frame(&id)).await.unwrap();
@@ -368,8 +368,8 @@ async fn an_audiosocket_connection_becomes_a_live_call_and_garbage_closes_only_i
 /// Sends one channel of a recording as an AudioSocket connection with the given UUID, at four
 /// times real pace (a 20 ms frame every 5 ms), so that two legs overlap as in a real call.
 async fn audiosocket_leg(at: std::net::SocketAddr, id: [u8; 16], samples: Vec<f32>) {
-    use callguard::audio::g711::f32_to_i16;
-    use callguard::source::audiosocket::{KIND_HANGUP, KIND_SLIN, encode_frame, uuid_frame};
+    use callguard::ingest::audiosocket::{KIND_HANGUP, KIND_SLIN, encode_frame, uuid_frame};
+    use callguard::pipeline::audio::g711::f32_to_i16;
     use tokio::io::AsyncWriteExt;
     let mut conn = tokio::net::TcpStream::connect(at).await.unwrap();
     conn.write_all(&uuid_frame(&id)).await.unwrap();
@@ -403,7 +403,7 @@ async fn two_audiosocket_legs_with_one_uuid_are_one_call() {
         .await
         .unwrap();
 
-    let audio = callguard::audio::wav::read_wav(&fixture("en-media-threat.wav")).unwrap();
+    let audio = callguard::pipeline::audio::wav::read_wav(&fixture("en-media-threat.wav")).unwrap();
     let id = [0x7b_u8; 16];
     let customer = tokio::spawn(audiosocket_leg(customer_at, id, audio.channels[0].clone()));
     // The agent's channel opens a moment later, as a second dialplan AudioSocket would.

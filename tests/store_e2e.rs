@@ -11,9 +11,10 @@ use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use callguard::hub::auth::{Role, TokenStore};
-use callguard::store::CallFilter;
-use callguard::store::query::StoreReader;
+use callguard::domain::access::Role;
+use callguard::sinks::hub::auth::TokenStore;
+use callguard::sinks::store::CallFilter;
+use callguard::sinks::store::query::StoreReader;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -130,10 +131,11 @@ async fn a_daemon_killed_mid_call_loses_no_stored_line_prompt_or_audio() {
     let recording =
         data.path()
             .join("recordings")
-            .join(callguard::store::recording::file_name_for(
+            .join(callguard::sinks::store::recording::file_name_for(
                 "replay-0-en-media-threat",
             ));
-    let audio = callguard::audio::wav::read_wav(&recording).expect("a playable recording");
+    let audio =
+        callguard::pipeline::audio::wav::read_wav(&recording).expect("a playable recording");
     assert_eq!(audio.channels.len(), 2);
     let seconds = audio.channels[0].len() as f64 / audio.sample_rate as f64;
     let prompt_at = alert["at_ms"].as_u64().unwrap() as f64 / 1000.0;

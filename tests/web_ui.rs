@@ -26,8 +26,8 @@ use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use callguard::app::ServeOptions;
-use callguard::hub::auth::Role;
+use callguard::daemon::ServeOptions;
+use callguard::domain::access::Role;
 use common::daemon::*;
 use common::*;
 

@@ -16,8 +16,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use callguard::app::ServeOptions;
-use callguard::hub::auth::Role;
+use callguard::daemon::ServeOptions;
+use callguard::domain::access::Role;
 use common::daemon::*;
 use common::*;
 

@@ -1,4 +1,4 @@
-//! The daemon in-process for the `serve` tests: `callguard::app::run` on port 0 with a fresh
+//! The daemon in-process for the `serve` tests: `callguard::daemon::run` on port 0 with a fresh
 //! data folder, the real model and English, with the tokens a test asks for (or started again
 //! on the address and data folder of one that stopped), plus the small
 //! clients the tests share (a screen's websocket, a plain HTTP GET, reading a call to its end).
@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use callguard::app::{ServeOptions, run};
-use callguard::config::{AsrConfig, Config, LanguageSetting};
-use callguard::hub::auth::{Role, TokenStore};
+use callguard::config::Config;
+use callguard::daemon::{ServeOptions, run};
+use callguard::domain::access::Role;
+use callguard::pipeline::asr::{AsrConfig, LanguageSetting};
+use callguard::sinks::hub::auth::TokenStore;
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -334,12 +336,12 @@ pub async fn twilio_stream(
     started: Option<tokio::sync::oneshot::Sender<std::time::Instant>>,
 ) {
     use base64::Engine as _;
-    use callguard::audio::g711::{f32_to_i16, i16_to_ulaw};
+    use callguard::pipeline::audio::g711::{f32_to_i16, i16_to_ulaw};
     use futures_util::SinkExt;
     use serde_json::json;
 
     let stream = format!("MZ{}", c.call);
-    let audio = callguard::audio::wav::read_wav(&c.wav).unwrap();
+    let audio = callguard::pipeline::audio::wav::read_wav(&c.wav).unwrap();
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ingest/twilio"))
         .await
         .unwrap();

@@ -1,0 +1,708 @@
+//! `callguard eval <dir>`: runs every scenario call in a folder through the whole pipeline and
+//! scores the transfer prompts against what was expected: precision, recall, false alerts and
+//! time-to-alert, per call and overall. People tuning the lexicon and the thresholds live in
+//! this command, so its report is meant to be read.
+//!
+//! A scenario is a recording `NAME.wav` with an expectation file `NAME.expect.toml` beside it:
+//!
+//! ```toml
+//! alert = true              # should a transfer prompt fire?
+//! after_ms = 16741          # not before this call time (the justifying turn's start)
+//! said_by_ms = 20212        # time-to-alert is measured from here (the turn's end)
+//! reasons = ["threat_media"]        # reasons the prompts must carry (at least these)
+//! text_reasons = ["threat_media"]   # the same, with --text (default: reasons)
+//! lang = "en"               # optional: en, zh or auto
+//! transcript = "NAME.turns.tsv"     # optional: the known words, for --text
+//! ```
+//!
+//! `scripts/make-fixtures.sh` writes these for the corpus in `tests/scenarios/`. This module
+//! does not decide anything itself: it runs `analyze` and compares.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use super::EvalArgs;
+use crate::cli::format::clock;
+use crate::domain::event::{Event, Transcript};
+use crate::domain::leg::Leg;
+use crate::domain::signal::SignalKind;
+use crate::pipeline::asr::LanguageSetting;
+use crate::pipeline::asr::worker::AsrPool;
+use crate::pipeline::asr::worker::{Model, WorkerSettings};
+use crate::pipeline::audio::wav::read_wav;
+use crate::pipeline::config::PipelineConfig;
+use crate::pipeline::detect::lexicon::Lexicon;
+use crate::pipeline::offline::{AnalyzeContext, AnalyzeError, Words, analyze_audio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Expectation { path: PathBuf, message: String },
+    #[error(
+        "no scenarios (NAME.wav with NAME.expect.toml) in {0}; for tests/scenarios run `make fixtures` first"
+    )]
+    Empty(PathBuf),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectFile {
+    alert: bool,
+    #[serde(default)]
+    after_ms: Option<u64>,
+    #[serde(default)]
+    said_by_ms: Option<u64>,
+    #[serde(default)]
+    reasons: Vec<String>,
+    #[serde(default)]
+    text_reasons: Option<Vec<String>>,
+    #[serde(default)]
+    lang: Option<String>,
+    #[serde(default)]
+    transcript: Option<String>,
+}
+
+/// What a scenario expects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    pub alert: bool,
+    pub after_ms: u64,
+    pub said_by_ms: Option<u64>,
+    pub reasons: Vec<SignalKind>,
+    pub text_reasons: Vec<SignalKind>,
+    pub lang: Option<LanguageSetting>,
+    pub transcript: Option<PathBuf>,
+}
+
+/// One scenario found on disk.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub name: String,
+    pub wav: PathBuf,
+    pub expect: Expectation,
+}
+
+fn parse_kinds(list: &[String], path: &Path) -> Result<Vec<SignalKind>, EvalError> {
+    list.iter()
+        .map(|k| {
+            SignalKind::parse(k).ok_or_else(|| EvalError::Expectation {
+                path: path.to_owned(),
+                message: format!("unknown reason {k:?}"),
+            })
+        })
+        .collect()
+}
+
+/// Reads one expectation file.
+pub fn read_expectation(path: &Path) -> Result<Expectation, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|source| EvalError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let f: ExpectFile = toml::from_str(&text).map_err(|e| EvalError::Expectation {
+        path: path.to_owned(),
+        message: e.message().to_owned(),
+    })?;
+    let reasons = parse_kinds(&f.reasons, path)?;
+    let text_reasons = match &f.text_reasons {
+        Some(t) => parse_kinds(t, path)?,
+        None => reasons.clone(),
+    };
+    let lang = f
+        .lang
+        .as_deref()
+        .map(|l| {
+            l.parse::<LanguageSetting>()
+                .map_err(|message| EvalError::Expectation {
+                    path: path.to_owned(),
+                    message,
+                })
+        })
+        .transpose()?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    Ok(Expectation {
+        alert: f.alert,
+        after_ms: f.after_ms.unwrap_or(0),
+        said_by_ms: f.said_by_ms,
+        reasons,
+        text_reasons,
+        lang,
+        transcript: f.transcript.map(|t| dir.join(t)),
+    })
+}
+
+/// Finds the scenarios in `dir` and its direct subfolders, sorted by name.
+pub fn discover(dir: &Path) -> Result<Vec<Case>, EvalError> {
+    let mut folders = vec![dir.to_owned()];
+    let read = |d: &Path| {
+        std::fs::read_dir(d).map_err(|source| EvalError::Read {
+            path: d.to_owned(),
+            source,
+        })
+    };
+    for entry in read(dir)?.flatten() {
+        if entry.path().is_dir() {
+            folders.push(entry.path());
+        }
+    }
+    let mut cases = Vec::new();
+    for folder in folders {
+        for entry in read(&folder)?.flatten() {
+            let path = entry.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".expect.toml"))
+            else {
+                continue;
+            };
+            let wav = folder.join(format!("{name}.wav"));
+            if !wav.exists() {
+                return Err(EvalError::Expectation {
+                    path,
+                    message: format!("no recording {} beside it", wav.display()),
+                });
+            }
+            cases.push(Case {
+                name: name.to_owned(),
+                wav,
+                expect: read_expectation(&path)?,
+            });
+        }
+    }
+    if cases.is_empty() {
+        return Err(EvalError::Empty(dir.to_owned()));
+    }
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(cases)
+}
+
+/// Reads a `turns.tsv` (leg, start ms, end ms, text) as transcripts.
+pub fn read_turns(path: &Path, call_id: &str, lang: &str) -> Result<Vec<Transcript>, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|source| EvalError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let bad = |line: usize, what: &str| EvalError::Expectation {
+        path: path.to_owned(),
+        message: format!("line {line}: {what}"),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let f: Vec<&str> = line.splitn(4, '\t').collect();
+        let [leg, start, end, words] = f[..] else {
+            return Err(bad(i + 1, "expected leg, start ms, end ms, text"));
+        };
+        let leg = match leg {
+            "customer" => Leg::Customer,
+            "agent" => Leg::Agent,
+            "mixed" => Leg::Mixed,
+            _ => return Err(bad(i + 1, "leg must be customer, agent or mixed")),
+        };
+        let start: u64 = start.parse().map_err(|_| bad(i + 1, "bad start"))?;
+        let end: u64 = end.parse().map_err(|_| bad(i + 1, "bad end"))?;
+        out.push(Transcript {
+            call_id: call_id.to_owned(),
+            leg,
+            start_ms: start,
+            end_ms: end,
+            at_ms: end,
+            text: words.to_owned(),
+            lang: lang.to_owned(),
+            is_final: true,
+        });
+    }
+    Ok(out)
+}
+
+/// How one scenario went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Expected an alert and got one, after the justifying turn, with the reasons.
+    Caught,
+    /// Calm, and no alert.
+    Quiet,
+    /// Expected an alert and got none after the justifying turn.
+    Missed,
+    /// Alerted, but without some expected reasons.
+    WrongReasons,
+    /// An alert on a calm call, or before the justifying turn.
+    FalseAlert,
+    /// The call could not be analysed.
+    Failed,
+}
+
+impl Verdict {
+    pub fn ok(self) -> bool {
+        matches!(self, Verdict::Caught | Verdict::Quiet)
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::Caught => "caught",
+            Verdict::Quiet => "quiet",
+            Verdict::Missed => "MISSED",
+            Verdict::WrongReasons => "REASONS",
+            Verdict::FalseAlert => "FALSE ALERT",
+            Verdict::Failed => "FAILED",
+        }
+    }
+}
+
+/// The result of one scenario.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub name: String,
+    pub expected_alert: bool,
+    pub verdict: Verdict,
+    /// Alerts as (call time, reasons).
+    pub alerts: Vec<(u64, Vec<SignalKind>)>,
+    /// Alerts that should not have fired (calm call, or before the justifying turn).
+    pub false_alerts: usize,
+    /// From the end of the justifying turn to the first alert after it, in ms.
+    pub time_to_alert_ms: Option<i64>,
+    pub missing: Vec<SignalKind>,
+    pub error: Option<String>,
+}
+
+/// Compares a call's events with its expectation.
+pub fn judge(name: &str, expect: &Expectation, text_mode: bool, events: &[Event]) -> CaseResult {
+    let alerts: Vec<(u64, Vec<SignalKind>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Alert(a) => Some((a.at_ms, a.reasons.iter().map(|r| r.kind).collect())),
+            _ => None,
+        })
+        .collect();
+    let wanted = if text_mode {
+        &expect.text_reasons
+    } else {
+        &expect.reasons
+    };
+    let (false_alerts, verdict, time_to_alert_ms, missing) = if expect.alert {
+        let early = alerts
+            .iter()
+            .filter(|(at, _)| *at < expect.after_ms)
+            .count();
+        let after: Vec<_> = alerts
+            .iter()
+            .filter(|(at, _)| *at >= expect.after_ms)
+            .collect();
+        let seen: Vec<SignalKind> = after.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+        let missing: Vec<SignalKind> = wanted
+            .iter()
+            .copied()
+            .filter(|k| !seen.contains(k))
+            .collect();
+        let tta = after
+            .first()
+            .map(|(at, _)| *at as i64 - expect.said_by_ms.unwrap_or(expect.after_ms) as i64);
+        let verdict = if early > 0 {
+            Verdict::FalseAlert
+        } else if after.is_empty() {
+            Verdict::Missed
+        } else if !missing.is_empty() {
+            Verdict::WrongReasons
+        } else {
+            Verdict::Caught
+        };
+        (early, verdict, tta, missing)
+    } else if alerts.is_empty() {
+        (0, Verdict::Quiet, None, Vec::new())
+    } else {
+        (alerts.len(), Verdict::FalseAlert, None, Vec::new())
+    };
+    CaseResult {
+        name: name.to_owned(),
+        expected_alert: expect.alert,
+        verdict,
+        alerts,
+        false_alerts,
+        time_to_alert_ms,
+        missing,
+        error: None,
+    }
+}
+
+/// Options for a run.
+pub struct EvalOptions<'a> {
+    pub cfg: &'a PipelineConfig,
+    pub lexicon: Arc<Lexicon>,
+    /// Use each scenario's known words instead of Whisper.
+    pub text_mode: bool,
+    /// Overrides the scenarios' languages.
+    pub lang: Option<LanguageSetting>,
+}
+
+/// Runs one case.
+pub fn run_case(case: &Case, opts: &EvalOptions<'_>, pool: Option<&AsrPool>) -> CaseResult {
+    match analyse_case(case, opts, pool) {
+        Ok(events) => judge(&case.name, &case.expect, opts.text_mode, &events),
+        Err(e) => CaseResult {
+            name: case.name.clone(),
+            expected_alert: case.expect.alert,
+            verdict: Verdict::Failed,
+            alerts: Vec::new(),
+            false_alerts: 0,
+            time_to_alert_ms: None,
+            missing: Vec::new(),
+            error: Some(e),
+        },
+    }
+}
+
+fn analyse_case(
+    case: &Case,
+    opts: &EvalOptions<'_>,
+    pool: Option<&AsrPool>,
+) -> Result<Vec<Event>, String> {
+    let lang = opts.lang.or(case.expect.lang);
+    let words = if opts.text_mode {
+        let path = case
+            .expect
+            .transcript
+            .as_ref()
+            .ok_or("--text needs `transcript` in the expectation file")?;
+        let code = lang.and_then(LanguageSetting::code).unwrap_or("en");
+        Words::Given(read_turns(path, &case.name, code).map_err(|e| e.to_string())?)
+    } else {
+        Words::Whisper(pool.ok_or("no transcription workers")?)
+    };
+    let audio = read_wav(&case.wav).map_err(|e| e.to_string())?;
+    let ctx = AnalyzeContext {
+        call_id: &case.name,
+        cfg: opts.cfg,
+        lang,
+        lexicon: Arc::clone(&opts.lexicon),
+        words,
+    };
+    analyze_audio(audio, ctx, Instant::now())
+        .map(|a| a.events)
+        .map_err(|e: AnalyzeError| e.to_string())
+}
+
+/// Overall figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Totals {
+    pub calls: usize,
+    pub alert_calls: usize,
+    pub caught: usize,
+    pub calm_calls: usize,
+    pub false_alerts: usize,
+    /// Calls with at least one false alert.
+    pub false_alert_calls: usize,
+    pub precision: f64,
+    pub recall: f64,
+    pub mean_time_to_alert_ms: Option<f64>,
+    pub max_time_to_alert_ms: Option<i64>,
+    /// Calls that could not be analysed.
+    pub failed: usize,
+    /// Calls whose verdict is as expected.
+    pub passed: usize,
+}
+
+impl Totals {
+    pub fn of(results: &[CaseResult]) -> Self {
+        let alert_calls = results.iter().filter(|r| r.expected_alert).count();
+        let caught = results
+            .iter()
+            .filter(|r| r.verdict == Verdict::Caught)
+            .count();
+        let false_alert_calls = results.iter().filter(|r| r.false_alerts > 0).count();
+        let false_alerts = results.iter().map(|r| r.false_alerts).sum();
+        let ttas: Vec<i64> = results
+            .iter()
+            .filter(|r| r.verdict == Verdict::Caught)
+            .filter_map(|r| r.time_to_alert_ms)
+            .collect();
+        let ratio = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+        Self {
+            calls: results.len(),
+            alert_calls,
+            caught,
+            calm_calls: results.len() - alert_calls,
+            false_alerts,
+            false_alert_calls,
+            precision: ratio(caught, caught + false_alert_calls),
+            recall: ratio(caught, alert_calls),
+            mean_time_to_alert_ms: (!ttas.is_empty())
+                .then(|| ttas.iter().sum::<i64>() as f64 / ttas.len() as f64),
+            max_time_to_alert_ms: ttas.iter().copied().max(),
+            failed: results
+                .iter()
+                .filter(|r| r.verdict == Verdict::Failed)
+                .count(),
+            passed: results.iter().filter(|r| r.verdict.ok()).count(),
+        }
+    }
+
+    /// Every escalation caught after its justifying turn, no false alert, nothing failed.
+    pub fn all_ok(&self) -> bool {
+        self.passed == self.calls
+    }
+}
+
+fn seconds(ms: i64) -> String {
+    format!("{:+.1} s", ms as f64 / 1000.0)
+}
+
+/// The per-call line of the report.
+pub fn format_result(r: &CaseResult) -> String {
+    let first = r
+        .alerts
+        .first()
+        .map(|(at, _)| clock(*at))
+        .unwrap_or_else(|| "-".into());
+    let tta = r
+        .time_to_alert_ms
+        .map(seconds)
+        .unwrap_or_else(|| "-".into());
+    let mut reasons: Vec<&str> = r
+        .alerts
+        .iter()
+        .flat_map(|(_, k)| k.iter().map(|k| k.as_str()))
+        .collect();
+    reasons.sort_unstable();
+    reasons.dedup();
+    let mut note = reasons.join(", ");
+    if !r.missing.is_empty() {
+        let m: Vec<&str> = r.missing.iter().map(|k| k.as_str()).collect();
+        note = format!("{note}  (missing: {})", m.join(", "));
+    }
+    if let Some(e) = &r.error {
+        note = e.clone();
+    }
+    format!(
+        "{:<24} {:<6} {:<12} {:>7} {:>9} {:>10}  {}",
+        r.name,
+        if r.expected_alert { "alert" } else { "calm" },
+        r.verdict.label(),
+        r.alerts.len(),
+        first,
+        tta,
+        note
+    )
+}
+
+pub fn header() -> String {
+    format!(
+        "{:<24} {:<6} {:<12} {:>7} {:>9} {:>10}  {}",
+        "scenario", "expect", "result", "alerts", "first", "to alert", "reasons"
+    )
+}
+
+/// The closing lines of the report.
+pub fn format_totals(t: &Totals) -> String {
+    let tta = match (t.mean_time_to_alert_ms, t.max_time_to_alert_ms) {
+        (Some(mean), Some(max)) => format!(
+            "time to alert after the justifying turn: mean {:.1} s, max {:.1} s",
+            mean / 1000.0,
+            max as f64 / 1000.0
+        ),
+        _ => "time to alert: no alert caught".into(),
+    };
+    format!(
+        "recall {:.0}% ({}/{} escalating calls caught), precision {:.0}%, \
+         false alerts {} (on {} call(s)), {} calm call(s){}\n{tta}\n{} passed, {} failed",
+        t.recall * 100.0,
+        t.caught,
+        t.alert_calls,
+        t.precision * 100.0,
+        t.false_alerts,
+        t.false_alert_calls,
+        t.calm_calls,
+        if t.failed > 0 {
+            format!(", {} could not be analysed", t.failed)
+        } else {
+            String::new()
+        },
+        t.passed,
+        t.calls - t.passed,
+    )
+}
+
+/// `callguard eval`: runs the scenarios and prints the report; fails unless every call went
+/// as expected.
+pub(super) fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let cfg = args.pipeline.config()?;
+    let mut cases = discover(&args.dir)?;
+    if let Some(only) = &args.only {
+        cases.retain(|c| c.name.contains(only.as_str()));
+    }
+    let lexicon = cfg.detect.load_lexicon()?;
+    let pool = if args.text {
+        None
+    } else {
+        let model = Model::load(&cfg.asr.model)?;
+        Some(AsrPool::start(
+            model,
+            WorkerSettings::from_config(&cfg.asr),
+        )?)
+    };
+    let pipeline = cfg.pipeline();
+    let opts = EvalOptions {
+        cfg: &pipeline,
+        lexicon,
+        text_mode: args.text,
+        lang: args.pipeline.lang,
+    };
+    println!(
+        "callguard eval {}: {} scenario(s), words from {}",
+        args.dir.display(),
+        cases.len(),
+        if args.text {
+            "the scenario texts (--text)"
+        } else {
+            "Whisper"
+        }
+    );
+    println!("{}", header());
+    let mut results = Vec::new();
+    for case in &cases {
+        let r = run_case(case, &opts, pool.as_ref());
+        println!("{}", format_result(&r));
+        results.push(r);
+    }
+    let totals = Totals::of(&results);
+    println!("{}", format_totals(&totals));
+    if totals.all_ok() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} of {} scenario(s) did not go as expected",
+            totals.calls - totals.passed,
+            totals.calls
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::alert::{Alert, CustomerType, Evidence, Level, Reason};
+    use crate::pipeline::risk::suggestion;
+
+    fn alert(at: u64, kinds: &[SignalKind]) -> Event {
+        Event::Alert(Alert {
+            call_id: "c".into(),
+            alert_id: "c-a1".into(),
+            at_ms: at,
+            level: Level::Escalate,
+            score: 70.0,
+            reasons: kinds
+                .iter()
+                .map(|&kind| Reason {
+                    kind,
+                    points: 70.0,
+                    count: 1,
+                    terms: vec![],
+                })
+                .collect(),
+            evidence: Evidence::default(),
+            customer_type: CustomerType::ProblemLed,
+            suggestion: suggestion(CustomerType::ProblemLed, "en"),
+        })
+    }
+
+    fn expect(alert: bool, after: u64, reasons: &[SignalKind]) -> Expectation {
+        Expectation {
+            alert,
+            after_ms: after,
+            said_by_ms: Some(after + 2000),
+            reasons: reasons.to_vec(),
+            text_reasons: reasons.to_vec(),
+            lang: None,
+            transcript: None,
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        use SignalKind::*;
+        let e = expect(true, 10_000, &[ThreatMedia]);
+        let r = judge(
+            "x",
+            &e,
+            false,
+            &[alert(13_000, &[ThreatMedia, RaisedVoice])],
+        );
+        assert_eq!(r.verdict, Verdict::Caught);
+        assert_eq!(r.time_to_alert_ms, Some(1000));
+        assert_eq!(judge("x", &e, false, &[]).verdict, Verdict::Missed);
+        assert_eq!(
+            judge("x", &e, false, &[alert(5000, &[ThreatMedia])]).verdict,
+            Verdict::FalseAlert
+        );
+        let r = judge("x", &e, false, &[alert(12_000, &[Churn])]);
+        assert_eq!(r.verdict, Verdict::WrongReasons);
+        assert_eq!(r.missing, vec![ThreatMedia]);
+        let calm = expect(false, 0, &[]);
+        assert_eq!(judge("x", &calm, false, &[]).verdict, Verdict::Quiet);
+        let r = judge("x", &calm, false, &[alert(1, &[Churn]), alert(2, &[Churn])]);
+        assert_eq!((r.verdict, r.false_alerts), (Verdict::FalseAlert, 2));
+    }
+
+    #[test]
+    fn totals_count_precision_and_recall() {
+        use SignalKind::*;
+        let e = expect(true, 0, &[Churn]);
+        let calm = expect(false, 0, &[]);
+        let results = vec![
+            judge("a", &e, false, &[alert(1000, &[Churn])]),
+            judge("b", &e, false, &[]),
+            judge("c", &calm, false, &[alert(1000, &[Churn])]),
+            judge("d", &calm, false, &[]),
+        ];
+        let t = Totals::of(&results);
+        assert_eq!((t.caught, t.alert_calls, t.false_alerts), (1, 2, 1));
+        assert!((t.recall - 0.5).abs() < 1e-9 && (t.precision - 0.5).abs() < 1e-9);
+        assert!(!t.all_ok());
+        assert!(format_totals(&t).contains("recall 50%"));
+    }
+
+    #[test]
+    fn expectation_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.expect.toml");
+        std::fs::write(
+            &p,
+            "alert = true\nreasons = [\"threat_media\"]\nafter_ms = 5\n",
+        )
+        .unwrap();
+        let e = read_expectation(&p).unwrap();
+        assert_eq!(e.reasons, vec![SignalKind::ThreatMedia]);
+        assert_eq!(e.text_reasons, e.reasons);
+        std::fs::write(&p, "alert = true\nreasons = [\"shouting\"]\n").unwrap();
+        assert!(
+            read_expectation(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("shouting")
+        );
+        std::fs::write(&p, "alert = true\nwhen = 3\n").unwrap();
+        assert!(
+            read_expectation(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("when")
+        );
+        // A scenario without its recording is an error naming it.
+        assert!(
+            discover(dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("x.wav")
+        );
+    }
+}

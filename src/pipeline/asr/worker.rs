@@ -1,0 +1,1226 @@
+//! Whisper transcription workers: whisper.cpp runs on dedicated OS threads, never on the async
+//! runtime, over one shared, once-loaded model; each job gets a fresh `WhisperState`.
+//!
+//! Callers queue an utterance (16 kHz samples with its call-relative start) and get the answer
+//! on a oneshot channel, which works from plain threads (`blocking_recv`) and from async tasks
+//! alike. This module does not segment audio, and keeps no per-call state: a leg's language
+//! choice lives with the caller (`LegLanguage`).
+//!
+//! # Scheduling
+//!
+//! Many live calls share one pool, so the queue is not a plain FIFO. A free worker takes:
+//!
+//! 1. every final (a whole utterance) before any partial (the audio so far of an utterance
+//!    still being spoken): finals are what the detectors act on, a partial is an early look;
+//! 2. within a kind, jobs of calls marked urgent first. The flag is read at pick time, so a
+//!    call that escalates while its jobs wait moves ahead of calm calls;
+//! 3. then the longest-waiting first.
+//!
+//! # Overload
+//!
+//! [`AsrPool::enqueue`] never waits, since async tasks call it: when the pool is behind, work
+//! is refused or dropped, every accepted job still gets exactly one answer, and each outcome
+//! is counted in [`AsrStats`]:
+//!
+//! - a final is refused with `QueueFull` once `asr.max_queued_utterances` finals are waiting
+//!   (`finals_refused`). [`AsrPool::submit`], for plain threads, waits for room instead;
+//! - a partial is refused with `Shed` while any final waits or every worker is busy
+//!   (`partials_shed`): partials use spare capacity only, since a started partial would delay
+//!   the finals that arrive behind it;
+//! - each call leg keeps at most one queued partial: a newer partial or the leg's final covers
+//!   its audio and replaces it, the old one answered `Superseded` (`partials_superseded`);
+//! - a partial that has waited over [`PARTIAL_MAX_WAIT`] is answered `Shed` instead of run
+//!   (`partials_shed`);
+//! - a refused job leaves the queue as it was.
+//!
+//! Dropping the pool refuses new work with `Closed`, answers queued partials `Shed`, and waits
+//! for the workers to finish every queued final, so a draining daemon loses no utterance it
+//! accepted.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
+
+use crate::domain::leg::{Leg, PIPELINE_RATE};
+use crate::pipeline::asr::AsrConfig;
+use crate::pipeline::asr::model::ggml::{self, ModelError, ModelInfo};
+use crate::pipeline::asr::text::{PhantomFilter, collapse_loops, strip_prompt_echo, tidy};
+
+/// whisper.cpp ignores input shorter than 100 mel frames (1 s): pad up to a little more.
+const MIN_SAMPLES: usize = PIPELINE_RATE as usize * 105 / 100;
+/// whisper.cpp's full encoder window: 1500 frames, 30 s.
+const FULL_AUDIO_CTX: usize = 1500;
+
+/// Errors from loading the model or running it.
+#[derive(Debug, thiserror::Error)]
+pub enum AsrError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("whisper could not load {path}: {message}")]
+    Load { path: String, message: String },
+    #[error("whisper failed: {0}")]
+    Whisper(String),
+    #[error("transcription queue is full")]
+    QueueFull,
+    #[error("a newer partial replaced this one")]
+    Superseded,
+    #[error("skipped: transcription is behind")]
+    Shed,
+    #[error("transcription workers have stopped")]
+    Closed,
+    #[error("no audio to transcribe")]
+    Empty,
+}
+
+/// Which language to transcribe a job in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LangRequest {
+    /// A Whisper language code, e.g. `en` or `zh`.
+    Fixed(String),
+    /// Detect the language, choosing among these codes only.
+    Detect(Vec<String>),
+}
+
+/// One utterance to transcribe.
+#[derive(Debug, Clone)]
+pub struct AsrJob {
+    pub leg: Leg,
+    /// Call-relative time of the first sample.
+    pub start_ms: u64,
+    /// Mono samples at 16 kHz.
+    pub samples: Vec<f32>,
+    pub lang: LangRequest,
+}
+
+/// A piece of text with call-relative times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AsrSegment {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
+}
+
+/// What a job produced.
+#[derive(Debug, Clone)]
+pub struct AsrOutput {
+    /// The language the text is in (fixed, or detected for this job).
+    pub lang: String,
+    /// Set when this job detected its language, with the winning probability.
+    pub detected: Option<f32>,
+    pub segments: Vec<AsrSegment>,
+    /// Segments dropped as phantom text or non-speech.
+    pub dropped: usize,
+    /// Wall time spent in whisper.cpp for this job.
+    pub compute_ms: u64,
+}
+
+/// Settings the workers need, resolved from the config.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub workers: usize,
+    pub threads: usize,
+    /// The most finals that may wait for a worker.
+    pub queue: usize,
+    pub beam_size: u32,
+    pub no_speech_threshold: f32,
+    pub zh_prompt: String,
+    pub phantoms: PhantomFilter,
+}
+
+impl WorkerSettings {
+    pub fn from_config(cfg: &AsrConfig) -> Self {
+        let (workers, threads) = cfg.threads();
+        Self {
+            workers,
+            threads,
+            queue: cfg.max_queued_utterances,
+            beam_size: cfg.beam_size,
+            no_speech_threshold: cfg.no_speech_threshold,
+            zh_prompt: cfg.zh_prompt.clone(),
+            phantoms: PhantomFilter::new(&cfg.phantom_phrases),
+        }
+    }
+}
+
+/// A loaded model, validated before whisper.cpp sees it (whisper.cpp aborts the process on
+/// some malformed files, so a bad file must be caught here).
+pub struct Model {
+    pub info: ModelInfo,
+    ctx: WhisperContext,
+}
+
+impl Model {
+    pub fn load(path: &Path) -> Result<Arc<Model>, AsrError> {
+        let info = ggml::validate(path)?;
+        whisper_rs::install_logging_hooks();
+        let path_str = path.to_str().ok_or_else(|| AsrError::Load {
+            path: path.display().to_string(),
+            message: "path is not valid UTF-8".into(),
+        })?;
+        let ctx = WhisperContext::new_with_params(path_str, WhisperContextParameters::default())
+            .map_err(|e| AsrError::Load {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(Arc::new(Model { info, ctx }))
+    }
+
+    pub fn is_multilingual(&self) -> bool {
+        self.ctx.is_multilingual()
+    }
+}
+
+type Reply = oneshot::Sender<Result<AsrOutput, AsrError>>;
+
+/// What a job's transcript is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// A whole utterance: the text the detectors act on.
+    Final,
+    /// The audio so far of an utterance still being spoken: an early look, worth less than
+    /// any final and worthless once the speaker has said more.
+    Partial,
+}
+
+/// Who a job is for, which orders it in the queue.
+#[derive(Debug, Clone)]
+pub struct JobMeta {
+    pub call_id: Arc<str>,
+    pub kind: JobKind,
+    /// Set by the call while its risk is escalating; read when a worker picks its next job,
+    /// so a call that escalates while its jobs wait moves ahead.
+    pub urgent: Arc<AtomicBool>,
+}
+
+impl JobMeta {
+    pub fn new(call_id: impl Into<Arc<str>>, kind: JobKind, urgent: Arc<AtomicBool>) -> Self {
+        Self {
+            call_id: call_id.into(),
+            kind,
+            urgent,
+        }
+    }
+
+    /// A final outside any live call (offline analysis): never urgent, no partials to replace.
+    pub fn offline() -> Self {
+        Self::new("", JobKind::Final, Arc::new(AtomicBool::new(false)))
+    }
+
+    fn is_urgent(&self) -> bool {
+        // A hint read at pick time: no other memory depends on it.
+        self.urgent.load(Ordering::Relaxed)
+    }
+}
+
+/// How long a partial may wait for a worker. By then the speaker has said more, so its text
+/// is out of date and a newer partial or the final is on the way.
+pub const PARTIAL_MAX_WAIT: Duration = Duration::from_millis(1500);
+
+/// The pool's queue and counters at one moment, for `/metrics`. Counters run from the start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AsrStats {
+    pub queued_finals: usize,
+    pub queued_partials: usize,
+    pub busy_workers: usize,
+    pub workers: usize,
+    /// How long the oldest queued final has waited (0 when none): the transcription lag.
+    pub oldest_wait_ms: u64,
+    /// Jobs transcribed without error, by kind.
+    pub finals_done: u64,
+    pub partials_done: u64,
+    /// Finals refused with `QueueFull`.
+    pub finals_refused: u64,
+    /// Partials refused because transcription is behind, or dropped after waiting too long.
+    pub partials_shed: u64,
+    /// Queued partials replaced by a newer partial or the final of the same leg.
+    pub partials_superseded: u64,
+    /// Jobs that ran and ended in an error.
+    pub failed: u64,
+    /// Audio given to whisper.cpp, over every job that ran.
+    pub audio_ms: u64,
+    /// Worker wall time over the same jobs.
+    pub compute_ms: u64,
+}
+
+impl AsrStats {
+    /// Worker time per second of audio. Workers run side by side, so the pool keeps up while
+    /// this stays below the number of workers.
+    pub fn real_time_factor(&self) -> f64 {
+        if self.audio_ms == 0 {
+            return 0.0;
+        }
+        self.compute_ms as f64 / self.audio_ms as f64
+    }
+}
+
+/// A queued job.
+struct Task {
+    job: AsrJob,
+    meta: JobMeta,
+    reply: Reply,
+    enqueued: Instant,
+    /// Breaks ties between equal enqueue times, keeping FIFO exact.
+    seq: u64,
+}
+
+impl Task {
+    fn same_leg(&self, call_id: &str, leg: Leg) -> bool {
+        self.job.leg == leg && &*self.meta.call_id == call_id
+    }
+}
+
+/// The ordering and bounding policy, without threads or Whisper: the pool holds it under a
+/// mutex and passes the time in.
+struct Scheduler {
+    finals: Vec<Task>,
+    partials: Vec<Task>,
+    max_finals: usize,
+    workers: usize,
+    busy: usize,
+    next_seq: u64,
+    closed: bool,
+    stats: AsrStats,
+}
+
+impl Scheduler {
+    fn new(max_finals: usize, workers: usize) -> Self {
+        Self {
+            finals: Vec::new(),
+            partials: Vec::new(),
+            max_finals: max_finals.max(1),
+            workers: workers.max(1),
+            busy: 0,
+            next_seq: 0,
+            closed: false,
+            stats: AsrStats::default(),
+        }
+    }
+
+    fn finals_full(&self) -> bool {
+        self.finals.len() >= self.max_finals
+    }
+
+    /// Queues a job, or says why not; a refused job leaves the queue as it was.
+    fn push(
+        &mut self,
+        job: AsrJob,
+        meta: JobMeta,
+        reply: Reply,
+        now: Instant,
+    ) -> Result<(), AsrError> {
+        if self.closed {
+            return Err(AsrError::Closed);
+        }
+        self.drop_stale(now);
+        match meta.kind {
+            JobKind::Final if self.finals_full() => {
+                self.stats.finals_refused += 1;
+                return Err(AsrError::QueueFull);
+            }
+            // A partial runs only on spare capacity: with a final waiting, or every worker
+            // busy, it would start late and then hold up the finals that arrive behind it
+            // (a started job cannot be interrupted). Whole utterances are what detection needs.
+            JobKind::Partial if !self.finals.is_empty() || self.busy >= self.workers => {
+                self.stats.partials_shed += 1;
+                return Err(AsrError::Shed);
+            }
+            _ => {}
+        }
+        // Both a newer partial and the final cover all the audio of the queued partial.
+        self.supersede_partial(&meta.call_id, job.leg);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let task = Task {
+            job,
+            meta,
+            reply,
+            enqueued: now,
+            seq,
+        };
+        match task.meta.kind {
+            JobKind::Final => self.finals.push(task),
+            JobKind::Partial => self.partials.push(task),
+        }
+        Ok(())
+    }
+
+    fn supersede_partial(&mut self, call_id: &str, leg: Leg) {
+        if let Some(i) = self.partials.iter().position(|t| t.same_leg(call_id, leg)) {
+            let old = self.partials.swap_remove(i);
+            self.stats.partials_superseded += 1;
+            let _ = old.reply.send(Err(AsrError::Superseded));
+        }
+    }
+
+    fn drop_stale(&mut self, now: Instant) {
+        let (stale, fresh) = std::mem::take(&mut self.partials)
+            .into_iter()
+            .partition(|t| now.saturating_duration_since(t.enqueued) > PARTIAL_MAX_WAIT);
+        self.partials = fresh;
+        self.shed_all(stale);
+    }
+
+    fn shed_all(&mut self, tasks: Vec<Task>) {
+        for t in tasks {
+            self.stats.partials_shed += 1;
+            let _ = t.reply.send(Err(AsrError::Shed));
+        }
+    }
+
+    /// The next job for a free worker, which counts as busy until `finish`.
+    fn pop(&mut self, now: Instant) -> Option<Task> {
+        self.drop_stale(now);
+        let task = take_next(&mut self.finals).or_else(|| take_next(&mut self.partials))?;
+        self.busy += 1;
+        Some(task)
+    }
+
+    fn finish(&mut self, kind: JobKind, ok: bool, audio_ms: u64, compute_ms: u64) {
+        self.busy = self.busy.saturating_sub(1);
+        let s = &mut self.stats;
+        match (ok, kind) {
+            (false, _) => s.failed += 1,
+            (true, JobKind::Final) => s.finals_done += 1,
+            (true, JobKind::Partial) => s.partials_done += 1,
+        }
+        s.audio_ms += audio_ms;
+        s.compute_ms += compute_ms;
+    }
+
+    /// Refuses new work; queued finals are still handed out, queued partials are shed now
+    /// since nobody will act on an early look during shutdown.
+    fn close(&mut self) {
+        self.closed = true;
+        let partials = std::mem::take(&mut self.partials);
+        self.shed_all(partials);
+    }
+
+    fn stats(&self, now: Instant) -> AsrStats {
+        let oldest = self.finals.iter().map(|t| t.enqueued).min();
+        AsrStats {
+            queued_finals: self.finals.len(),
+            queued_partials: self.partials.len(),
+            busy_workers: self.busy,
+            workers: self.workers,
+            oldest_wait_ms: oldest
+                .map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64),
+            ..self.stats.clone()
+        }
+    }
+}
+
+/// Removes the job to run next from one kind's queue: urgent calls first, then the oldest.
+/// A scan rather than a heap because urgency can change while a job waits.
+fn take_next(queue: &mut Vec<Task>) -> Option<Task> {
+    let i = queue
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, t)| (!t.meta.is_urgent(), t.enqueued, t.seq))?
+        .0;
+    Some(queue.swap_remove(i))
+}
+
+/// What the pool's handle and its workers share.
+struct Shared {
+    sched: Mutex<Scheduler>,
+    /// Workers wait here for a job or for shutdown.
+    work: Condvar,
+    /// `submit` waits here for room among the queued finals.
+    room: Condvar,
+}
+
+impl Shared {
+    fn new(max_finals: usize, workers: usize) -> Self {
+        Self {
+            sched: Mutex::new(Scheduler::new(max_finals, workers)),
+            work: Condvar::new(),
+            room: Condvar::new(),
+        }
+    }
+
+    /// The scheduler is left consistent between its calls, none of which panic midway, so a
+    /// worker that panicked elsewhere while holding the lock leaves nothing to repair.
+    fn lock(&self) -> MutexGuard<'_, Scheduler> {
+        self.sched.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn enqueue(&self, job: AsrJob, meta: JobMeta) -> Result<AsrReceiver, AsrError> {
+        let (reply, rx) = oneshot::channel();
+        self.lock().push(job, meta, reply, Instant::now())?;
+        self.work.notify_one();
+        Ok(rx)
+    }
+
+    fn submit(&self, job: AsrJob) -> Result<AsrReceiver, AsrError> {
+        let (reply, rx) = oneshot::channel();
+        let mut sched = self.lock();
+        while sched.finals_full() && !sched.closed {
+            sched = self
+                .room
+                .wait(sched)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        sched.push(job, JobMeta::offline(), reply, Instant::now())?;
+        drop(sched);
+        self.work.notify_one();
+        Ok(rx)
+    }
+
+    /// The next job, waiting for one; `None` once closed with no final left to run.
+    fn next_task(&self) -> Option<Task> {
+        let mut sched = self.lock();
+        loop {
+            if let Some(task) = sched.pop(Instant::now()) {
+                drop(sched);
+                if task.meta.kind == JobKind::Final {
+                    self.room.notify_one();
+                }
+                return Some(task);
+            }
+            // Closing sheds the partials, so an empty pop here means no final is left.
+            if sched.closed {
+                return None;
+            }
+            sched = self
+                .work
+                .wait(sched)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// A worker's loop after start-up: runs jobs until shutdown has drained the finals.
+    fn serve(&self, mut run: impl FnMut(AsrJob) -> Result<AsrOutput, AsrError>) {
+        while let Some(Task {
+            job, meta, reply, ..
+        }) = self.next_task()
+        {
+            let audio_ms = job.samples.len() as u64 * 1000 / PIPELINE_RATE as u64;
+            let started = Instant::now();
+            let result = run(job);
+            let compute_ms = started.elapsed().as_millis() as u64;
+            // Counted before answering, so a caller that reads the stats after its answer
+            // sees its own job.
+            self.lock()
+                .finish(meta.kind, result.is_ok(), audio_ms, compute_ms);
+            // The caller may have gone away (a call ended); its answer is simply not needed.
+            let _ = reply.send(result);
+        }
+    }
+
+    fn close(&self) {
+        self.lock().close();
+        self.work.notify_all();
+        self.room.notify_all();
+    }
+}
+
+/// Where a job's answer arrives.
+pub type AsrReceiver = oneshot::Receiver<Result<AsrOutput, AsrError>>;
+
+/// A fixed set of transcription threads sharing one model, fed by the scheduler.
+pub struct AsrPool {
+    shared: Arc<Shared>,
+    handles: Vec<JoinHandle<()>>,
+    model: Arc<Model>,
+}
+
+impl AsrPool {
+    /// Starts the workers; each creates its Whisper state before this returns.
+    pub fn start(model: Arc<Model>, settings: WorkerSettings) -> Result<Self, AsrError> {
+        let workers = settings.workers.max(1);
+        let shared = Arc::new(Shared::new(settings.queue, workers));
+        let settings = Arc::new(settings);
+        let mut pool = Self {
+            shared,
+            handles: Vec::new(),
+            model,
+        };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), AsrError>>();
+        for i in 0..workers {
+            let model = Arc::clone(&pool.model);
+            let shared = Arc::clone(&pool.shared);
+            let settings = Arc::clone(&settings);
+            let ready = ready_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("asr-{i}"))
+                .spawn(move || worker_main(model, shared, settings, ready));
+            match spawned {
+                Ok(handle) => pool.handles.push(handle),
+                Err(e) => {
+                    pool.shutdown();
+                    return Err(AsrError::Whisper(format!(
+                        "cannot start worker thread: {e}"
+                    )));
+                }
+            }
+        }
+        drop(ready_tx);
+        for _ in 0..pool.handles.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    pool.shutdown();
+                    return Err(e);
+                }
+                Err(_) => {
+                    pool.shutdown();
+                    return Err(AsrError::Closed);
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Queues a job without ever waiting (safe from async tasks); see the module doc for
+    /// when it is refused. Every accepted job gets exactly one answer on the receiver.
+    pub fn enqueue(&self, job: AsrJob, meta: JobMeta) -> Result<AsrReceiver, AsrError> {
+        self.shared.enqueue(job, meta)
+    }
+
+    /// Queues a final, waiting while the final queue is full. Call from a plain thread.
+    pub fn submit(&self, job: AsrJob) -> Result<AsrReceiver, AsrError> {
+        self.shared.submit(job)
+    }
+
+    /// Queues a final or says `QueueFull`, without waiting.
+    pub fn try_submit(&self, job: AsrJob) -> Result<AsrReceiver, AsrError> {
+        self.enqueue(job, JobMeta::offline())
+    }
+
+    /// Transcribes one final and waits for it (plain threads only, not async tasks).
+    pub fn transcribe_blocking(&self, job: AsrJob) -> Result<AsrOutput, AsrError> {
+        self.submit(job)?
+            .blocking_recv()
+            .map_err(|_| AsrError::Closed)?
+    }
+
+    pub fn stats(&self) -> AsrStats {
+        self.shared.lock().stats(Instant::now())
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.close();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for AsrPool {
+    /// Waits for the workers to transcribe every queued final, so a draining daemon loses
+    /// no utterance it accepted.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Worker {
+    model: Arc<Model>,
+    settings: Arc<WorkerSettings>,
+    /// Decoding parameters per language, built once: whisper-rs leaks the C strings it makes
+    /// for the language and prompt, so building them per job would leak per utterance.
+    params: Vec<(String, FullParams<'static, 'static>)>,
+}
+
+fn worker_main(
+    model: Arc<Model>,
+    shared: Arc<Shared>,
+    settings: Arc<WorkerSettings>,
+    ready: std::sync::mpsc::Sender<Result<(), AsrError>>,
+) {
+    let mut worker = Worker {
+        model,
+        settings,
+        params: Vec::new(),
+    };
+    // Fail at start rather than on the first call if a state cannot be made at all.
+    if let Err(e) = worker.fresh_state() {
+        let _ = ready.send(Err(e));
+        return;
+    }
+    let _ = ready.send(Ok(()));
+    shared.serve(|job| worker.run(job));
+}
+
+impl Worker {
+    /// A new Whisper state for one job. whisper.cpp keeps a random generator in each state
+    /// for its temperature fallback, so a reused state makes the text of an utterance depend
+    /// on the utterances decoded before it; a fresh one (about 20 ms) makes the same audio
+    /// always give the same text.
+    fn fresh_state(&self) -> Result<WhisperState, AsrError> {
+        self.model
+            .ctx
+            .create_state()
+            .map_err(|e| AsrError::Whisper(format!("cannot create a whisper state: {e}")))
+    }
+
+    fn params_for(&mut self, lang: &str) -> FullParams<'static, 'static> {
+        if let Some((_, p)) = self.params.iter().find(|(l, _)| l == lang) {
+            return p.clone();
+        }
+        let strategy = if self.settings.beam_size > 1 {
+            SamplingStrategy::BeamSearch {
+                beam_size: self.settings.beam_size as i32,
+                // whisper.cpp ignores patience; -1 is its "unset".
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy { best_of: 2 }
+        };
+        let mut p = FullParams::new(strategy);
+        p.set_n_threads(self.settings.threads as i32);
+        p.set_language(Some(leak_str(lang)));
+        p.set_translate(false);
+        // Each utterance stands alone: carrying text over lets one hallucination seed the next.
+        p.set_no_context(true);
+        p.set_print_special(false);
+        p.set_print_progress(false);
+        p.set_print_realtime(false);
+        p.set_print_timestamps(false);
+        p.set_suppress_blank(true);
+        p.set_suppress_nst(true);
+        p.set_no_speech_thold(self.settings.no_speech_threshold);
+        if lang == "zh" && !self.settings.zh_prompt.is_empty() {
+            p.set_initial_prompt(&self.settings.zh_prompt);
+        }
+        self.params.push((lang.to_owned(), p.clone()));
+        p
+    }
+
+    fn detect(&mut self, samples: &[f32], allowed: &[String]) -> Result<(String, f32), AsrError> {
+        if !self.model.is_multilingual() {
+            return Ok(("en".into(), 1.0));
+        }
+        // A fresh state encodes the full 30 s window; language detection needs no speed-up
+        // from a short context and runs once per leg.
+        let mut state = self.fresh_state()?;
+        let threads = self.settings.threads;
+        state
+            .pcm_to_mel(samples, threads)
+            .map_err(|e| AsrError::Whisper(e.to_string()))?;
+        let (_, probs) = state
+            .lang_detect(0, threads)
+            .map_err(|e| AsrError::Whisper(e.to_string()))?;
+        let best = allowed
+            .iter()
+            .filter_map(|code| {
+                let id = whisper_rs::get_lang_id(code)?;
+                Some((code.clone(), *probs.get(id as usize)?))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        best.ok_or_else(|| AsrError::Whisper("no allowed language to detect".into()))
+    }
+
+    fn run(&mut self, job: AsrJob) -> Result<AsrOutput, AsrError> {
+        if job.samples.is_empty() {
+            return Err(AsrError::Empty);
+        }
+        let started = Instant::now();
+        let real_len = job.samples.len();
+        let mut samples = job.samples;
+        if samples.len() < MIN_SAMPLES {
+            samples.resize(MIN_SAMPLES, 0.0);
+        }
+        let (lang, detected) = match &job.lang {
+            LangRequest::Fixed(l) => (l.clone(), None),
+            LangRequest::Detect(allowed) => {
+                let (l, p) = self.detect(&samples, allowed)?;
+                (l, Some(p))
+            }
+        };
+        let mut params = self.params_for(&lang);
+        params.set_audio_ctx(audio_ctx_for(samples.len()) as i32);
+        let mut state = self.fresh_state()?;
+        state
+            .full(params, &samples)
+            .map_err(|e| AsrError::Whisper(e.to_string()))?;
+
+        let real_ms = (real_len as u64 * 1000) / PIPELINE_RATE as u64;
+        let mut segments = Vec::new();
+        let mut dropped = 0;
+        for seg in state.as_iter() {
+            let text = match seg.to_str_lossy() {
+                Ok(t) if lang == "zh" => collapse_loops(&strip_prompt_echo(
+                    &tidy(&t, &lang),
+                    &self.settings.zh_prompt,
+                )),
+                Ok(t) => collapse_loops(&tidy(&t, &lang)),
+                Err(_) => {
+                    dropped += 1;
+                    continue;
+                }
+            };
+            if seg.no_speech_probability() > self.settings.no_speech_threshold
+                || self.settings.phantoms.is_phantom(&text)
+            {
+                dropped += 1;
+                continue;
+            }
+            // whisper.cpp times are in 10 ms units from the start of the (padded) input.
+            let t0 = (seg.start_timestamp().max(0) as u64 * 10).min(real_ms);
+            let t1 = (seg.end_timestamp().max(0) as u64 * 10).clamp(t0, real_ms);
+            segments.push(AsrSegment {
+                start_ms: job.start_ms + t0,
+                end_ms: job.start_ms + t1,
+                text,
+            });
+        }
+        Ok(AsrOutput {
+            lang,
+            detected,
+            segments,
+            dropped,
+            compute_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}
+
+/// The encoder context for an input of `n` samples: about twice its length in encoder frames
+/// (50 a second). Exactly its length makes whisper.cpp loop or ramble; the full 1500 frames
+/// costs 5-6x more on short utterances for the same text.
+pub fn audio_ctx_for(n: usize) -> usize {
+    let frames = (n * 50).div_ceil(PIPELINE_RATE as usize);
+    (frames * 2).clamp(128, FULL_AUDIO_CTX)
+}
+
+/// whisper-rs keeps the language as a `&'a str` it converts on use; the few language codes a
+/// worker ever sees are leaked once each (params are cached per language).
+fn leak_str(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+/// The language state of one leg: fixed, or detected once on the first long-enough utterance
+/// and then kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LegLanguage {
+    Fixed(String),
+    Pending { allowed: Vec<String>, min_ms: u64 },
+}
+
+impl LegLanguage {
+    pub fn new(setting: crate::pipeline::asr::LanguageSetting, cfg: &AsrConfig) -> Self {
+        match setting.code() {
+            Some(code) => LegLanguage::Fixed(code.to_owned()),
+            None => LegLanguage::Pending {
+                allowed: cfg.detect_languages.clone(),
+                min_ms: cfg.detect_min_ms as u64,
+            },
+        }
+    }
+
+    /// What to ask for an utterance of `duration_ms`.
+    pub fn request(&self) -> LangRequest {
+        match self {
+            LegLanguage::Fixed(l) => LangRequest::Fixed(l.clone()),
+            LegLanguage::Pending { allowed, .. } => LangRequest::Detect(allowed.clone()),
+        }
+    }
+
+    /// Records a job's result: a detection on a long-enough utterance fixes the leg.
+    pub fn observe(&mut self, duration_ms: u64, out: &AsrOutput) {
+        if let LegLanguage::Pending { min_ms, .. } = self
+            && out.detected.is_some()
+            && duration_ms >= *min_ms
+        {
+            *self = LegLanguage::Fixed(out.lang.clone());
+        }
+    }
+
+    pub fn is_fixed(&self) -> bool {
+        matches!(self, LegLanguage::Fixed(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::asr::LanguageSetting;
+
+    #[test]
+    fn audio_ctx_is_twice_the_length_within_bounds() {
+        assert_eq!(audio_ctx_for(16_000 * 3), 300);
+        assert_eq!(audio_ctx_for(16_000), 128);
+        assert_eq!(audio_ctx_for(16_000 * 29), 1500);
+    }
+
+    fn output(lang: &str, detected: Option<f32>) -> AsrOutput {
+        AsrOutput {
+            lang: lang.into(),
+            detected,
+            segments: vec![],
+            dropped: 0,
+            compute_ms: 0,
+        }
+    }
+
+    #[test]
+    fn leg_language_is_kept_after_one_long_detection() {
+        let mut l = LegLanguage::new(LanguageSetting::Auto, &AsrConfig::default());
+        assert!(matches!(l.request(), LangRequest::Detect(ref a) if a == &["en", "zh"]));
+        // A short utterance's detection is used for it alone.
+        l.observe(800, &output("zh", Some(0.6)));
+        assert!(!l.is_fixed());
+        l.observe(2500, &output("en", Some(0.9)));
+        assert_eq!(l, LegLanguage::Fixed("en".into()));
+        assert_eq!(l.request(), LangRequest::Fixed("en".into()));
+    }
+
+    #[test]
+    fn fixed_language_never_detects() {
+        let l = LegLanguage::new(LanguageSetting::Zh, &AsrConfig::default());
+        assert_eq!(l.request(), LangRequest::Fixed("zh".into()));
+    }
+
+    // ---- scheduler: ordering and bounding, no threads, no Whisper ----
+
+    fn job(leg: Leg, id: u64) -> AsrJob {
+        AsrJob {
+            leg,
+            start_ms: id,
+            samples: vec![0.0; 160],
+            lang: LangRequest::Fixed("en".into()),
+        }
+    }
+
+    fn meta(call: &str, kind: JobKind) -> JobMeta {
+        JobMeta::new(call, kind, Arc::new(AtomicBool::new(false)))
+    }
+
+    fn push(
+        s: &mut Scheduler,
+        call: &str,
+        leg: Leg,
+        kind: JobKind,
+        id: u64,
+        at: Instant,
+    ) -> Result<AsrReceiver, AsrError> {
+        push_meta(s, meta(call, kind), leg, id, at)
+    }
+
+    fn push_meta(
+        s: &mut Scheduler,
+        m: JobMeta,
+        leg: Leg,
+        id: u64,
+        at: Instant,
+    ) -> Result<AsrReceiver, AsrError> {
+        let (reply, rx) = oneshot::channel();
+        s.push(job(leg, id), m, reply, at)?;
+        Ok(rx)
+    }
+
+    /// Pops everything, returning the job ids in pick order.
+    fn drain(s: &mut Scheduler, now: Instant) -> Vec<u64> {
+        std::iter::from_fn(|| s.pop(now).map(|t| t.job.start_ms)).collect()
+    }
+
+    fn answered(rx: &mut AsrReceiver) -> Option<String> {
+        rx.try_recv().ok().map(|r| match r {
+            Ok(_) => "ok".into(),
+            Err(e) => format!("{e:?}"),
+        })
+    }
+
+    const C: Leg = Leg::Customer;
+    const A: Leg = Leg::Agent;
+    use JobKind::{Final, Partial};
+
+    #[test]
+    fn finals_are_first_in_first_out() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(64, 4);
+        for (i, call) in ["a", "b", "a", "c"].into_iter().enumerate() {
+            let at = t0 + Duration::from_millis(i as u64 * 10);
+            push(&mut s, call, C, Final, i as u64, at).unwrap();
+        }
+        // Equal times fall back on arrival order.
+        push(&mut s, "d", C, Final, 4, t0 + Duration::from_millis(30)).unwrap();
+        assert_eq!(drain(&mut s, t0), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn finals_go_before_partials() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(64, 4);
+        // Partials queued on spare capacity, then finals arriving behind them.
+        push(&mut s, "a", C, Partial, 0, t0).unwrap();
+        push(&mut s, "c", A, Partial, 2, t0 + Duration::from_millis(1)).unwrap();
+        push(&mut s, "b", C, Final, 1, t0 + Duration::from_millis(5)).unwrap();
+        push(&mut s, "c", C, Final, 3, t0 + Duration::from_millis(7)).unwrap();
+        assert_eq!(drain(&mut s, t0 + Duration::from_millis(8)), [1, 3, 0, 2]);
+    }
+
+    #[test]
+    fn urgent_calls_go_first_even_when_flagged_while_queued() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(64, 4);
+        let calm = meta("calm", Final);
+        let hot = meta("hot", Final);
+        push_meta(&mut s, calm.clone(), C, 0, t0).unwrap();
+        push_meta(&mut s, hot.clone(), C, 1, t0 + Duration::from_millis(1)).unwrap();
+        push_meta(&mut s, calm.clone(), A, 2, t0 + Duration::from_millis(2)).unwrap();
+        push_meta(&mut s, hot.clone(), A, 3, t0 + Duration::from_millis(3)).unwrap();
+        assert_eq!(s.pop(t0).map(|t| t.job.start_ms), Some(0));
+        // The call escalates after its jobs were queued.
+        hot.urgent.store(true, Ordering::Relaxed);
+        assert_eq!(drain(&mut s, t0), [1, 3, 2]);
+
+        // Urgency orders partials among themselves too, but never ahead of a final.
+        for _ in 0..3 {
+            s.finish(Final, true, 1000, 100);
+        }
+        let hot_partial = JobMeta::new("hot", Partial, Arc::clone(&hot.urgent));
+        push(&mut s, "calm", C, Partial, 10, t0).unwrap();
+        push_meta(&mut s, hot_partial, C, 11, t0 + Duration::from_millis(1)).unwrap();
+        push_meta(&mut s, calm, A, 12, t0 + Duration::from_millis(2)).unwrap();
+        assert_eq!(drain(&mut s, t0), [12, 11, 10]);
+    }
+
+    #[test]
+    fn newer_partial_replaces_the_older_of_the_same_leg() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(64, 4);
+        let mut old = push(&mut s, "a", C, Partial, 0, t0).unwrap();
+        let mut other_leg = push(&mut s, "a", A, Partial, 1, t0).unwrap();
+        let mut other_call = push(&mut s, "b", C, Partial, 2, t0).unwrap();
+        let mut new = push(&mut s, "a", C, Partial, 3, t0).unwrap();
+        assert_eq!(answered(&mut old).as_deref(), Some("Superseded"));
+        assert_eq!(s.stats(t0).queued_partials, 3);
+        assert_eq!(s.stats(t0).partials_superseded, 1);
+        let mut left = drain(&mut s, t0);
+        left.sort();
+        assert_eq!(left, [1, 2, 3]);
+        for rx in [&mut other_leg, &mut other_call, &mut new] {
+            // Handed out, not answered by the scheduler.
+            assert_eq!(answered(rx), None);
+        }
+    }
+
+    #[test]
+    fn final_supersedes_the_queued_partial_of_its_leg() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(64, 4);
+        let mut partial = push(&mut s, "a", C, Partial, 0, t0).unwrap();
+        let mut kept = push(&mut s, "a", A, Partial, 1, t0).unwrap();
+        push(&mut s, "a", C, Final, 2, t0).unwrap();
+        assert_eq!(answered(&mut partial).as_deref(), Some("Superseded"));
+        assert_eq!(answered(&mut kept), None);
+        assert_eq!(drain(&mut s, t0), [2, 1]);
+    }
+
+    #[test]
+    fn final_bound_refuses_with_queue_full_and_changes_nothing() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(2, 8);
+        let mut partial = push(&mut s, "a", C, Partial, 0, t0).unwrap();
+        push(&mut s, "a", A, Final, 1, t0).unwrap();
+        push(&mut s, "b", A, Final, 2, t0).unwrap();
+        let refused = push(&mut s, "a", C, Final, 3, t0);
+        assert!(matches!(refused, Err(AsrError::QueueFull)));
+        // The refused final did not displace its leg's partial.
+        assert_eq!(answered(&mut partial), None);
+        let st = s.stats(t0);
+        assert_eq!((st.queued_finals, st.finals_refused), (2, 1));
+        // A started final frees its place.
+        assert!(s.pop(t0).is_some());
+        push(&mut s, "a", C, Final, 4, t0).unwrap();
+    }
+
+    #[test]
+    fn partials_run_on_spare_capacity_only() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(64, 2);
+        push(&mut s, "b", C, Partial, 1, t0).unwrap();
+        push(&mut s, "a", C, Final, 0, t0).unwrap();
+        // A final is waiting: no new partial.
+        let mut shed = push(&mut s, "c", C, Partial, 3, t0).unwrap_err();
+        assert!(matches!(shed, AsrError::Shed));
+        // A newer partial that is shed leaves the older one of its leg queued.
+        shed = push(&mut s, "b", C, Partial, 4, t0).unwrap_err();
+        assert!(matches!(shed, AsrError::Shed));
+        let st = s.stats(t0);
+        assert_eq!((st.queued_partials, st.partials_shed), (1, 2));
+        assert_eq!(st.partials_superseded, 0);
+        // The final starts; one worker is free and nothing waits: a partial is welcome.
+        assert_eq!(s.pop(t0).map(|t| t.job.start_ms), Some(0));
+        push(&mut s, "c", C, Partial, 5, t0).unwrap();
+        // Both workers busy: no partial, even with nothing queued behind them.
+        assert_eq!(s.pop(t0).map(|t| t.job.start_ms), Some(1));
+        assert!(matches!(
+            push(&mut s, "d", C, Partial, 6, t0),
+            Err(AsrError::Shed)
+        ));
+        s.finish(Final, true, 1000, 100);
+        push(&mut s, "d", C, Partial, 7, t0).unwrap();
+    }
+
+    #[test]
+    fn stale_partials_are_dropped_when_a_worker_picks() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(64, 4);
+        push(&mut s, "a", C, Partial, 0, t0).unwrap();
+        let mut fresh = push(&mut s, "b", C, Partial, 1, t0 + Duration::from_millis(600)).unwrap();
+        // Having waited exactly the limit is still fine.
+        assert_eq!(
+            s.pop(t0 + PARTIAL_MAX_WAIT).map(|t| t.job.start_ms),
+            Some(0)
+        );
+        let mut stale = push(&mut s, "a", C, Partial, 2, t0).unwrap();
+        let later = t0 + PARTIAL_MAX_WAIT + Duration::from_millis(1);
+        assert_eq!(drain(&mut s, later), [1]);
+        assert_eq!(answered(&mut stale).as_deref(), Some("Shed"));
+        assert_eq!(answered(&mut fresh), None);
+        assert_eq!(s.stats(later).partials_shed, 1);
+    }
+
+    #[test]
+    fn stats_track_the_queue_and_outcomes() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(64, 3);
+        push(&mut s, "b", C, Partial, 2, t0 + Duration::from_millis(100)).unwrap();
+        push(&mut s, "a", C, Final, 0, t0).unwrap();
+        push(&mut s, "a", A, Final, 1, t0 + Duration::from_millis(100)).unwrap();
+        let now = t0 + Duration::from_millis(250);
+        let st = s.stats(now);
+        assert_eq!(
+            (st.queued_finals, st.queued_partials, st.oldest_wait_ms),
+            (2, 1, 250)
+        );
+        let first = s.pop(now).unwrap();
+        assert_eq!(s.stats(now).oldest_wait_ms, 150);
+        assert_eq!(s.stats(now).busy_workers, 1);
+        s.finish(first.meta.kind, true, 2000, 500);
+        let second = s.pop(now).unwrap();
+        s.finish(second.meta.kind, false, 1000, 100);
+        let third = s.pop(now).unwrap();
+        s.finish(third.meta.kind, true, 1000, 400);
+        let st = s.stats(now);
+        assert_eq!(
+            st,
+            AsrStats {
+                workers: 3,
+                finals_done: 1,
+                partials_done: 1,
+                failed: 1,
+                audio_ms: 4000,
+                compute_ms: 1000,
+                ..AsrStats::default()
+            }
+        );
+        assert_eq!(st.real_time_factor(), 0.25);
+    }
+
+    #[test]
+    fn closing_refuses_new_work_sheds_partials_and_keeps_finals() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(64, 4);
+        let mut partial = push(&mut s, "b", C, Partial, 1, t0).unwrap();
+        push(&mut s, "a", C, Final, 0, t0).unwrap();
+        s.close();
+        assert_eq!(answered(&mut partial).as_deref(), Some("Shed"));
+        assert!(matches!(
+            push(&mut s, "a", A, Final, 2, t0),
+            Err(AsrError::Closed)
+        ));
+        assert_eq!(drain(&mut s, t0), [0]);
+    }
+
+    // ---- the pool's threads over the scheduler, with a stand-in for Whisper ----
+
+    fn fake_run(job: AsrJob) -> Result<AsrOutput, AsrError> {
+        std::thread::sleep(Duration::from_millis(20));
+        let mut out = output("en", None);
+        out.segments.push(AsrSegment {
+            start_ms: job.start_ms,
+            end_ms: job.start_ms,
+            text: String::new(),
+        });
+        Ok(out)
+    }
+
+    fn spawn_workers(shared: &Arc<Shared>, n: usize) -> Vec<JoinHandle<()>> {
+        (0..n)
+            .map(|_| {
+                let shared = Arc::clone(shared);
+                std::thread::spawn(move || shared.serve(fake_run))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shutdown_finishes_queued_finals_and_sheds_partials() {
+        // Jobs are queued before any worker runs, so all are still waiting at close.
+        let shared = Arc::new(Shared::new(64, 2));
+        let finals: Vec<_> = (0..6)
+            .map(|i| shared.enqueue(job(C, i), meta("a", Final)).unwrap())
+            .collect();
+        let partial = shared.enqueue(job(A, 99), meta("a", Partial));
+        assert!(
+            matches!(partial, Err(AsrError::Shed)),
+            "6 finals > 2 workers"
+        );
+        let partial = shared.enqueue(job(A, 99), meta("b", Partial)).unwrap_err();
+        assert!(matches!(partial, AsrError::Shed));
+        shared.close();
+        assert!(matches!(
+            shared.enqueue(job(C, 7), meta("a", Final)),
+            Err(AsrError::Closed)
+        ));
+        assert!(matches!(shared.submit(job(C, 8)), Err(AsrError::Closed)));
+        for h in spawn_workers(&shared, 2) {
+            h.join().unwrap();
+        }
+        for (i, rx) in finals.into_iter().enumerate() {
+            let out = rx.blocking_recv().unwrap().unwrap();
+            assert_eq!(out.segments[0].start_ms, i as u64);
+        }
+        let st = shared.lock().stats(Instant::now());
+        assert_eq!(
+            (st.finals_done, st.queued_finals, st.busy_workers),
+            (6, 0, 0)
+        );
+    }
+
+    #[test]
+    fn closing_answers_queued_partials_shed() {
+        let shared = Arc::new(Shared::new(64, 2));
+        let rx = shared.enqueue(job(C, 0), meta("a", Partial)).unwrap();
+        shared.close();
+        assert!(matches!(rx.blocking_recv(), Ok(Err(AsrError::Shed))));
+    }
+
+    #[test]
+    fn submit_waits_for_room_while_enqueue_refuses() {
+        let shared = Arc::new(Shared::new(2, 1));
+        let queued: Vec<_> = (0..2).map(|i| shared.submit(job(C, i)).unwrap()).collect();
+        assert!(matches!(
+            shared.enqueue(job(C, 2), JobMeta::offline()),
+            Err(AsrError::QueueFull)
+        ));
+        let workers = spawn_workers(&shared, 1);
+        // Blocks until the worker takes a final, then gets in behind the others.
+        let last: Vec<_> = (2..6).map(|i| shared.submit(job(C, i)).unwrap()).collect();
+        for (i, rx) in queued.into_iter().chain(last).enumerate() {
+            let out = rx.blocking_recv().unwrap().unwrap();
+            assert_eq!(out.segments[0].start_ms, i as u64);
+        }
+        let st = shared.lock().stats(Instant::now());
+        assert_eq!((st.finals_done, st.finals_refused), (6, 1));
+        assert!(st.compute_ms >= 6 * 20);
+        shared.close();
+        for h in workers {
+            h.join().unwrap();
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! One call's detection and risk, wired together: transcripts go through the lexicon and the
+//! repetition detector, raised-voice signals come in from the audio side, and everything feeds
+//! the risk engine. Pure like its parts (`update`-style methods with call time, no I/O, no
+//! clock), so the offline `analyze` and the live daemon drive the same code, and tests can
+//! drive it with text alone.
+//!
+//! It does not look at audio (the energy detector runs per leg, where the samples are) and
+//! does not decide what happens to an alert.
+
+use std::sync::Arc;
+
+use crate::domain::event::{Event, SignalEvent, Transcript};
+use crate::domain::leg::Leg;
+use crate::domain::signal::{Signal, SignalKind};
+use crate::pipeline::detect::lexicon::{Lexicon, LexiconDetector};
+use crate::pipeline::detect::repetition::{RepetitionConfig, RepetitionDetector};
+use crate::pipeline::risk::{RiskConfig, RiskEngine, RiskInput, RiskOutput, UtteranceFacts};
+
+/// Text-side detectors and the risk engine of one call.
+pub struct CallAssessor {
+    call_id: String,
+    lexicon: Arc<Lexicon>,
+    words: LexiconDetector,
+    repetition: RepetitionDetector,
+    risk: RiskEngine,
+}
+
+impl CallAssessor {
+    pub fn new(
+        call_id: &str,
+        repetition: &RepetitionConfig,
+        risk: &RiskConfig,
+        lexicon: Arc<Lexicon>,
+    ) -> Self {
+        Self {
+            call_id: call_id.to_owned(),
+            words: LexiconDetector::new(Arc::clone(&lexicon)),
+            lexicon,
+            repetition: RepetitionDetector::new(repetition),
+            risk: RiskEngine::new(call_id, risk),
+        }
+    }
+
+    /// The call's current risk level (the live daemon puts escalating calls first in the
+    /// Whisper queue).
+    pub fn level(&self) -> crate::domain::alert::Level {
+        self.risk.level()
+    }
+
+    /// Swaps in a reloaded lexicon; takes effect from the next transcript.
+    pub fn set_lexicon(&mut self, lexicon: Arc<Lexicon>) {
+        self.words.set_lexicon(Arc::clone(&lexicon));
+        self.lexicon = lexicon;
+    }
+
+    /// A final transcript segment, known at call time `now_ms`.
+    pub fn on_transcript(&mut self, t: &Transcript, now_ms: u64) -> Vec<Event> {
+        let mut out = Vec::new();
+        let customer_side = matches!(t.leg, Leg::Customer | Leg::Mixed);
+        let facts = UtteranceFacts {
+            leg: t.leg,
+            start_ms: t.start_ms,
+            end_ms: t.end_ms,
+            lang: t.lang.clone(),
+            positive: customer_side && self.lexicon.is_positive(&t.text),
+            mentions_recording: customer_side && self.lexicon.mentions_recording(&t.text),
+        };
+        self.push_risk(RiskInput::Utterance(facts), now_ms, &mut out);
+
+        let mut signals = self.words.update(t, now_ms);
+        if customer_side {
+            let bearing = signals.iter().any(|s| s.kind == SignalKind::Complaint)
+                || self.lexicon.is_grievance(t.leg, &t.text);
+            signals.extend(self.repetition.update(t, bearing, now_ms));
+        }
+        if signals.is_empty() {
+            return out;
+        }
+        for s in &signals {
+            out.push(Event::Signal(SignalEvent {
+                call_id: self.call_id.clone(),
+                signal: s.clone(),
+            }));
+        }
+        // Weighed together: one utterance gives one prompt with all its reasons.
+        self.push_risk(RiskInput::Signals(signals), now_ms, &mut out);
+        out
+    }
+
+    /// A signal from elsewhere (the raised-voice detector), known at `now_ms`.
+    pub fn on_signal(&mut self, signal: Signal, now_ms: u64) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.on_signal_into(signal, now_ms, &mut out);
+        out
+    }
+
+    /// Time passing with nothing new: lets the risk level fall as signals age.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.push_risk(RiskInput::Tick, now_ms, &mut out);
+        out
+    }
+
+    /// The end of the call: its summary event.
+    pub fn finish(&mut self, end_ms: u64) -> Event {
+        Event::Summary(self.risk.finish(end_ms))
+    }
+
+    fn on_signal_into(&mut self, signal: Signal, now_ms: u64, out: &mut Vec<Event>) {
+        out.push(Event::Signal(SignalEvent {
+            call_id: self.call_id.clone(),
+            signal: signal.clone(),
+        }));
+        self.push_risk(RiskInput::Signal(signal), now_ms, out);
+    }
+
+    fn push_risk(&mut self, input: RiskInput, now_ms: u64, out: &mut Vec<Event>) {
+        for o in self.risk.update(input, now_ms) {
+            out.push(match o {
+                RiskOutput::Risk(r) => Event::Risk(r),
+                RiskOutput::Alert(a) => Event::Alert(a),
+                RiskOutput::QaFlag(f) => Event::QaFlag(f),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(leg: Leg, start: u64, end: u64, text: &str, lang: &str) -> Transcript {
+        Transcript {
+            call_id: "c".into(),
+            leg,
+            start_ms: start,
+            end_ms: end,
+            at_ms: end,
+            text: text.into(),
+            lang: lang.into(),
+            is_final: true,
+        }
+    }
+
+    fn run(turns: &[(Leg, &str)], lang: &str) -> Vec<Event> {
+        let mut m = CallAssessor::new(
+            "c",
+            &RepetitionConfig::default(),
+            &RiskConfig::default(),
+            Arc::new(Lexicon::builtin()),
+        );
+        let mut events = Vec::new();
+        let mut t = 0;
+        for (leg, text) in turns {
+            let tr = said(*leg, t, t + 3000, text, lang);
+            events.extend(m.on_transcript(&tr, t + 3000));
+            t += 4000;
+        }
+        events.push(m.finish(t));
+        events
+    }
+
+    fn alerts(events: &[Event]) -> Vec<&crate::domain::alert::Alert> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Alert(a) => Some(a),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_media_threat_alerts_in_english_and_chinese() {
+        let en = run(
+            &[
+                (Leg::Agent, "Thank you for calling, how can I help?"),
+                (Leg::Customer, "My fridge is broken and nobody came."),
+                (
+                    Leg::Customer,
+                    "I am going to the newspapers with this story.",
+                ),
+            ],
+            "en",
+        );
+        let a = alerts(&en);
+        assert_eq!(a.len(), 1, "{en:?}");
+        assert!(
+            a[0].reasons
+                .iter()
+                .any(|r| r.kind == SignalKind::ThreatMedia)
+        );
+        assert_eq!(a[0].at_ms, 11_000);
+        assert!(!a[0].evidence.quotes.is_empty());
+
+        let zh = run(
+            &[
+                (Leg::Customer, "我的冰箱坏了两个星期。"),
+                (Leg::Customer, "你们太过分了，我要去媒体曝光你们！"),
+            ],
+            "zh",
+        );
+        let a = alerts(&zh);
+        assert_eq!(a.len(), 1, "{zh:?}");
+        assert!(
+            a[0].reasons
+                .iter()
+                .any(|r| r.kind == SignalKind::ThreatMedia)
+        );
+        assert_eq!(a[0].suggestion.lang, "zh");
+    }
+
+    #[test]
+    fn repeated_grievance_alerts_on_the_third_time() {
+        let ev = run(
+            &[
+                (Leg::Customer, "我的快递一个星期了还没到。"),
+                (Leg::Agent, "我帮您查一下物流信息。"),
+                (Leg::Customer, "快递到现在还没收到，我等了好几天了。"),
+                (Leg::Agent, "系统显示包裹还在转运中心。"),
+                (Leg::Customer, "说好的快递怎么还没到？"),
+            ],
+            "zh",
+        );
+        let a = alerts(&ev);
+        assert_eq!(a.len(), 1, "{ev:?}");
+        assert!(
+            a[0].reasons
+                .iter()
+                .any(|r| r.kind == SignalKind::RepeatedComplaint)
+        );
+        assert_eq!(a[0].at_ms, 19_000);
+    }
+
+    #[test]
+    fn calm_and_trap_calls_do_not_alert() {
+        for (turns, lang) in [
+            (
+                vec![
+                    (
+                        Leg::Customer,
+                        "The media player app on my tablet does not start.",
+                    ),
+                    (Leg::Agent, "Please press the power button for ten seconds."),
+                    (Leg::Customer, "I am not complaining, I just want to know."),
+                ],
+                "en",
+            ),
+            (
+                vec![
+                    (Leg::Customer, "我不是要投诉，就是想问一下新的电价。"),
+                    (Leg::Customer, "明白了，我不会退订的，谢谢。"),
+                ],
+                "zh",
+            ),
+        ] {
+            let ev = run(&turns, lang);
+            assert!(alerts(&ev).is_empty(), "{ev:?}");
+        }
+    }
+
+    #[test]
+    fn agent_conduct_is_a_qa_flag_not_an_alert() {
+        let ev = run(
+            &[
+                (Leg::Customer, "I cannot find how to set the timer."),
+                (
+                    Leg::Agent,
+                    "That is not my problem. Read the manual yourself.",
+                ),
+            ],
+            "en",
+        );
+        assert!(alerts(&ev).is_empty());
+        assert!(ev.iter().any(|e| matches!(e, Event::QaFlag(_))), "{ev:?}");
+        let Some(Event::Summary(s)) = ev.last() else {
+            panic!("no summary")
+        };
+        assert_eq!(s.qa_flags, 1);
+    }
+}
