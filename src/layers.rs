@@ -4,6 +4,8 @@
 //! in `use` lines and in code, test modules included; `super::` paths at a file's top level are
 //! resolved to the parent module. A path into a module the map does not place fails too, so a
 //! new module has to be given its row.
+//!
+//! All of this file is test code: `lib.rs` declares it as `#[cfg(test)] mod layers;`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
