@@ -19,7 +19,6 @@ use crate::domain::clock::unix_ms;
 use crate::ingest::{CALL_INPUT, CallHost, HostedCall};
 use crate::pipeline::call::{CallContext, run_call};
 use crate::sinks::egress::{CallSink, Egress};
-use crate::sinks::hub::auth::bearer_token;
 use crate::sinks::hub::state::Hub;
 
 /// Events buffered per call before the call task waits for the egress step.
@@ -38,12 +37,8 @@ impl CallHost for CallServices {
     }
 
     fn may_ingest(&self, authorization: Option<&str>, token: Option<&str>) -> bool {
-        let Some(token) = bearer_token(authorization, None).or_else(|| token.map(str::to_owned))
-        else {
-            return false;
-        };
         self.hub
-            .verify(&token)
+            .authenticate(authorization, token)
             .is_some_and(|p| can(&p, Action::Ingest))
     }
 }
