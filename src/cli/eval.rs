@@ -274,6 +274,9 @@ pub struct CaseResult {
     pub time_to_alert_ms: Option<i64>,
     pub missing: Vec<SignalKind>,
     pub error: Option<String>,
+    /// Through Whisper, against the scenario's known words: (word errors, reference words),
+    /// counting each Chinese character as a word.
+    pub words: Option<(usize, usize)>,
 }
 
 /// Compares a call's events with its expectation.
@@ -332,7 +335,69 @@ pub fn judge(name: &str, expect: &Expectation, text_mode: bool, events: &[Event]
         time_to_alert_ms,
         missing,
         error: None,
+        words: None,
     }
+}
+
+/// Words for scoring a transcript: lower-case runs of letters, digits and apostrophes, and
+/// each CJK character alone (Chinese has no spaces, so characters are its words here).
+pub fn score_tokens(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    for c in text.chars() {
+        let cjk = matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF);
+        if cjk || !(c.is_alphanumeric() || c == '\'') {
+            if !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+            if cjk {
+                out.push(c.to_string());
+            }
+        } else {
+            word.extend(c.to_lowercase());
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+/// Word errors (substitutions, insertions, deletions: the edit distance) of `hypothesis`
+/// against `reference`, and the reference's length.
+pub fn word_errors(reference: &[String], hypothesis: &[String]) -> (usize, usize) {
+    let mut prev: Vec<usize> = (0..=hypothesis.len()).collect();
+    for (i, r) in reference.iter().enumerate() {
+        let mut cur = vec![i + 1; hypothesis.len() + 1];
+        for (j, h) in hypothesis.iter().enumerate() {
+            let sub = prev[j] + usize::from(r != h);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    (prev[hypothesis.len()], reference.len())
+}
+
+/// A call's word errors, leg by leg, of its final transcript lines against the known turns.
+fn leg_word_errors(reference: &[Transcript], events: &[Event]) -> (usize, usize) {
+    let mut total = (0, 0);
+    for leg in [Leg::Customer, Leg::Agent, Leg::Mixed] {
+        let join = |lines: &mut dyn Iterator<Item = &Transcript>| {
+            lines
+                .filter(|t| t.leg == leg && t.is_final)
+                .map(|t| t.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let want = score_tokens(&join(&mut reference.iter()));
+        let got = score_tokens(&join(&mut events.iter().filter_map(|e| match e {
+            Event::Transcript(t) => Some(t),
+            _ => None,
+        })));
+        let (e, n) = word_errors(&want, &got);
+        total = (total.0 + e, total.1 + n);
+    }
+    total
 }
 
 /// Options for a run.
@@ -348,7 +413,16 @@ pub struct EvalOptions<'a> {
 /// Runs one case.
 pub fn run_case(case: &Case, opts: &EvalOptions<'_>, pool: Option<&AsrPool>) -> CaseResult {
     match analyse_case(case, opts, pool) {
-        Ok(events) => judge(&case.name, &case.expect, opts.text_mode, &events),
+        Ok(events) => {
+            let mut r = judge(&case.name, &case.expect, opts.text_mode, &events);
+            if !opts.text_mode
+                && let Some(path) = &case.expect.transcript
+                && let Ok(turns) = read_turns(path, &case.name, "")
+            {
+                r.words = Some(leg_word_errors(&turns, &events));
+            }
+            r
+        }
         Err(e) => CaseResult {
             name: case.name.clone(),
             expected_alert: case.expect.alert,
@@ -358,6 +432,7 @@ pub fn run_case(case: &Case, opts: &EvalOptions<'_>, pool: Option<&AsrPool>) -> 
             time_to_alert_ms: None,
             missing: Vec::new(),
             error: Some(e),
+            words: None,
         },
     }
 }
@@ -410,6 +485,10 @@ pub struct Totals {
     pub failed: usize,
     /// Calls whose verdict is as expected.
     pub passed: usize,
+    /// Word errors and reference words over the calls scored (Whisper runs only), English
+    /// and Chinese (characters) apart.
+    pub words_en: (usize, usize),
+    pub words_zh: (usize, usize),
 }
 
 impl Totals {
@@ -444,6 +523,8 @@ impl Totals {
                 .filter(|r| r.verdict == Verdict::Failed)
                 .count(),
             passed: results.iter().filter(|r| r.verdict.ok()).count(),
+            words_en: word_sum(results, false),
+            words_zh: word_sum(results, true),
         }
     }
 
@@ -451,6 +532,15 @@ impl Totals {
     pub fn all_ok(&self) -> bool {
         self.passed == self.calls
     }
+}
+
+/// Word errors over the English (or the Chinese, by name) scenarios.
+fn word_sum(results: &[CaseResult], zh: bool) -> (usize, usize) {
+    results
+        .iter()
+        .filter(|r| (r.name.starts_with("zh-") || r.name.starts_with("mandarin")) == zh)
+        .filter_map(|r| r.words)
+        .fold((0, 0), |a, w| (a.0 + w.0, a.1 + w.1))
 }
 
 fn seconds(ms: i64) -> String {
@@ -483,23 +573,35 @@ pub fn format_result(r: &CaseResult) -> String {
     if let Some(e) = &r.error {
         note = e.clone();
     }
+    let wer = r
+        .words
+        .map_or("-".into(), |(e, n)| format!("{:.0}%", percent(e, n)));
     format!(
-        "{:<24} {:<6} {:<12} {:>7} {:>9} {:>10}  {}",
+        "{:<24} {:<6} {:<12} {:>7} {:>9} {:>10} {:>5}  {}",
         r.name,
         if r.expected_alert { "alert" } else { "calm" },
         r.verdict.label(),
         r.alerts.len(),
         first,
         tta,
+        wer,
         note
     )
 }
 
 pub fn header() -> String {
     format!(
-        "{:<24} {:<6} {:<12} {:>7} {:>9} {:>10}  {}",
-        "scenario", "expect", "result", "alerts", "first", "to alert", "reasons"
+        "{:<24} {:<6} {:<12} {:>7} {:>9} {:>10} {:>5}  {}",
+        "scenario", "expect", "result", "alerts", "first", "to alert", "WER", "reasons"
     )
+}
+
+fn percent(errors: usize, words: usize) -> f64 {
+    if words == 0 {
+        0.0
+    } else {
+        errors as f64 * 100.0 / words as f64
+    }
 }
 
 /// The closing lines of the report.
@@ -511,6 +613,23 @@ pub fn format_totals(t: &Totals) -> String {
             max as f64 / 1000.0
         ),
         _ => "time to alert: no alert caught".into(),
+    };
+    let mut wer = Vec::new();
+    for (what, (e, n)) in [
+        ("English", t.words_en),
+        ("Chinese (characters)", t.words_zh),
+    ] {
+        if n > 0 {
+            wer.push(format!(
+                "{what} {:.1}% ({e} errors in {n} words)",
+                percent(e, n)
+            ));
+        }
+    }
+    let tta = if wer.is_empty() {
+        tta
+    } else {
+        format!("{tta}\nword error rate: {}", wer.join(", "))
     };
     format!(
         "recall {:.0}% ({}/{} escalating calls caught), precision {:.0}%, \
@@ -669,6 +788,46 @@ mod tests {
         assert!((t.recall - 0.5).abs() < 1e-9 && (t.precision - 0.5).abs() < 1e-9);
         assert!(!t.all_ok());
         assert!(format_totals(&t).contains("recall 50%"));
+    }
+
+    #[test]
+    fn word_error_rate_counts_edits_per_word_and_per_chinese_character() {
+        let t = |s: &str| score_tokens(s);
+        assert_eq!(
+            t("I'll call the PRESS, now!"),
+            ["i'll", "call", "the", "press", "now"]
+        );
+        assert_eq!(t("我要投诉, OK"), ["我", "要", "投", "诉", "ok"]);
+        // One substitution, one deletion, one insertion.
+        let (e, n) = word_errors(&t("call the press today"), &t("call a press please today"));
+        assert_eq!((e, n), (2, 4), "the->a and an inserted please");
+        assert_eq!(word_errors(&t("a b c"), &t("a c")), (1, 3));
+        assert_eq!(word_errors(&t("我要投诉"), &t("我要投诉")), (0, 4));
+        assert_eq!(word_errors(&t(""), &t("noise")), (1, 0));
+        assert_eq!(word_errors(&t("words"), &t("")), (1, 1));
+
+        // Per leg, final lines only: words on the wrong leg are errors twice over.
+        let line = |leg: Leg, text: &str, is_final: bool| Transcript {
+            call_id: "c".into(),
+            leg,
+            start_ms: 0,
+            end_ms: 1,
+            at_ms: 1,
+            text: text.into(),
+            lang: "en".into(),
+            is_final,
+        };
+        let reference = [
+            line(Leg::Customer, "I want a refund", true),
+            line(Leg::Agent, "let me check", true),
+        ];
+        let events = [
+            Event::Transcript(line(Leg::Customer, "I want", false)),
+            Event::Transcript(line(Leg::Customer, "I want a refund", true)),
+            Event::Transcript(line(Leg::Customer, "let me", true)),
+            Event::Transcript(line(Leg::Agent, "check", true)),
+        ];
+        assert_eq!(leg_word_errors(&reference, &events), (4, 7));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!
 //! | module    | what it does |
 //! |-----------|--------------|
+//! | `bench`   | `bench live`: the load harness (N calls through a real ingest, lag and cost) |
 //! | `analyze` | `analyze`: a recording through the offline pipeline, printed; `--store` keeps it |
 //! | `calls`   | `calls list`, `show`, `export`: the call store from a terminal |
 //! | `eval`    | `eval`: scenario calls against expectations; precision, recall, time-to-alert |
@@ -16,6 +17,7 @@
 //! | `format`  | how events read in a terminal, for all of the above |
 
 mod analyze;
+pub mod bench;
 pub mod calls;
 mod devices;
 pub mod eval;
@@ -80,6 +82,17 @@ pub enum Command {
     /// transcript (works while the daemon runs).
     #[command(subcommand)]
     Calls(CallsCommand),
+    /// Load and latency measurement.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// N concurrent calls from the scenario corpus at real-time pace through a real ingest,
+    /// watched on a supervisor websocket: transcript and prompt lag, prompts received, the
+    /// daemon's CPU, memory and shedding. Starts its own daemon unless --url is given.
+    Live(bench::BenchLiveArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -418,6 +431,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Watch(args) => watch::run(args),
         Command::Devices => devices::run(),
         Command::Calls(cmd) => calls::run(cmd),
+        Command::Bench(BenchCommand::Live(args)) => bench::run(args),
     }
 }
 

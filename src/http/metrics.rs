@@ -148,6 +148,21 @@ pub fn render(hub: &Hub, pool: &AsrPool, ingest: &IngestCounters) -> String {
         a.finals_refused,
     );
     out.counter(
+        "asr_utterances_shed_total",
+        "Utterances of live calls skipped past capacity after waiting too long, lowest risk first (asr.shed_finals_after_ms).",
+        a.finals_shed,
+    );
+    out.counter(
+        "asr_utterances_degraded_total",
+        "Utterances of calm calls decoded greedily instead of with the beam because transcription was behind.",
+        a.finals_degraded,
+    );
+    out.counter(
+        "asr_queue_wait_seconds_total",
+        "Time the transcribed utterances waited for a worker, summed (over asr_utterances_total: the mean wait).",
+        format!("{:.3}", a.final_wait_ms as f64 / 1000.0),
+    );
+    out.counter(
         "asr_partials_shed_total",
         "Partial transcripts skipped because transcription was behind.",
         a.partials_shed,

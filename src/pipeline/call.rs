@@ -26,16 +26,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use crate::domain::alert::Level;
 use crate::domain::call::{CallInfo, EndReason, SourceEvent};
 use crate::domain::event::{Event, Transcript};
 use crate::domain::leg::{AudioChunk, Leg, PIPELINE_RATE, samples_to_ms};
 use crate::domain::signal::Signal;
 use crate::pipeline::asr::LanguageSetting;
 use crate::pipeline::asr::worker::{
-    AsrError, AsrJob, AsrOutput, AsrPool, JobKind, JobMeta, LegLanguage,
+    AsrError, AsrJob, AsrOutput, AsrPool, CallRisk, JobKind, JobMeta, LegLanguage,
 };
 use crate::pipeline::assess::CallAssessor;
 use crate::pipeline::audio::resample::{ResampleError, StreamResampler, output_len_u64};
@@ -132,18 +129,15 @@ struct Jobs {
     set: JoinSet<AsrResult>,
     pool: Arc<AsrPool>,
     call_id: Arc<str>,
-    /// Raised while the call's risk is at escalate: its jobs go first.
-    urgent: Arc<AtomicBool>,
+    /// The call's risk level, which orders its jobs in the queue and keeps its words when
+    /// transcription is past capacity.
+    risk: CallRisk,
     partial_every: u64,
 }
 
 impl Jobs {
     fn submit(&mut self, job: AsrJob, tag: JobTag) -> Result<(), AsrError> {
-        let meta = JobMeta {
-            call_id: Arc::clone(&self.call_id),
-            kind: tag.kind,
-            urgent: Arc::clone(&self.urgent),
-        };
+        let meta = JobMeta::new(Arc::clone(&self.call_id), tag.kind, self.risk.clone());
         let rx = self.pool.enqueue(job, meta)?;
         self.set.spawn(async move {
             let result = rx.await.unwrap_or(Err(AsrError::Closed));
@@ -250,7 +244,7 @@ async fn call_task(
         set: JoinSet::new(),
         pool: Arc::clone(&ctx.pool),
         call_id: call_id.as_str().into(),
-        urgent: Arc::new(AtomicBool::new(false)),
+        risk: CallRisk::default(),
         partial_every: ctx.cfg.asr.partial_interval_ms as u64 * PIPELINE_RATE as u64 / 1000,
     };
     let mut out = Out {
@@ -286,7 +280,7 @@ async fn call_task(
                     for signal in found.signals {
                         out.send_all(monitor.on_signal(signal, at)).await?;
                     }
-                    jobs.urgent.store(monitor.level() == Level::Escalate, Ordering::Relaxed);
+                    jobs.risk.set(monitor.level());
                 }
                 Some(SourceEvent::Dtmf { digit, at_ms }) => {
                     tracing::debug!(%digit, at_ms, "dtmf");
@@ -298,7 +292,7 @@ async fn call_task(
             Some(done) = jobs.set.join_next(), if !jobs.set.is_empty() => {
                 let at = now(&legs);
                 failed += on_transcribed(done, &mut legs, &mut monitor, &mut out, &call_id, at).await?;
-                jobs.urgent.store(monitor.level() == Level::Escalate, Ordering::Relaxed);
+                jobs.risk.set(monitor.level());
             }
         }
     };
@@ -506,6 +500,11 @@ async fn on_transcribed(
     }
     let output = match result {
         Ok(o) => o,
+        // Shed past capacity: by policy, counted by the pool, not worth a warning each.
+        Err(AsrError::Shed) => {
+            tracing::debug!(leg = %tag.leg, start_ms = tag.start_ms, "utterance shed");
+            return Ok(1);
+        }
         Err(e) => {
             tracing::warn!(leg = %tag.leg, error = %e, "utterance not transcribed");
             return Ok(1);

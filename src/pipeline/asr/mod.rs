@@ -67,6 +67,11 @@ pub struct AsrConfig {
     /// Whole utterances that may wait for a free worker (1..10000); past it a new utterance is
     /// refused and counted, rather than letting transcription fall ever further behind.
     pub max_queued_utterances: usize,
+    /// Live calls past capacity: a calm call's utterance that has waited this long (ms) for a
+    /// worker is skipped (counted on /metrics), a watched call's after twice as long, an
+    /// escalating call's never, so that transcription lag stays bounded and the riskiest
+    /// calls keep their words. 0 never skips (1000..60000 otherwise).
+    pub shed_finals_after_ms: u32,
     /// Live calls: while someone is still speaking, a partial transcript of the utterance so
     /// far is made about this often (ms, 250..10000); 0 turns partials off. Partials cost
     /// Whisper time and are the first thing skipped when transcription falls behind.
@@ -92,6 +97,7 @@ impl Default for AsrConfig {
             workers: 0,
             threads_per_worker: 0,
             max_queued_utterances: 64,
+            shed_finals_after_ms: 3000,
             partial_interval_ms: 1000,
             beam_size: 5,
             no_speech_threshold: 0.6,
@@ -137,6 +143,12 @@ impl AsrConfig {
             return Err(format!(
                 "asr.max_queued_utterances = {} is outside 1..10000",
                 a.max_queued_utterances
+            ));
+        }
+        if a.shed_finals_after_ms != 0 && !(1000..=60_000).contains(&a.shed_finals_after_ms) {
+            return Err(format!(
+                "asr.shed_finals_after_ms = {} must be 0 (never) or 1000..60000",
+                a.shed_finals_after_ms
             ));
         }
         if a.zh_prompt.contains('\0') || a.phantom_phrases.iter().any(|p| p.contains('\0')) {

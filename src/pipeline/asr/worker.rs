@@ -12,8 +12,8 @@
 //!
 //! 1. every final (a whole utterance) before any partial (the audio so far of an utterance
 //!    still being spoken): finals are what the detectors act on, a partial is an early look;
-//! 2. within a kind, jobs of calls marked urgent first. The flag is read at pick time, so a
-//!    call that escalates while its jobs wait moves ahead of calm calls;
+//! 2. within a kind, jobs of riskier calls first (escalate, then watch, then calm). The call's
+//!    level is read at pick time, so a call that escalates while its jobs wait moves ahead;
 //! 3. then the longest-waiting first.
 //!
 //! # Overload
@@ -31,6 +31,12 @@
 //!   its audio and replaces it, the old one answered `Superseded` (`partials_superseded`);
 //! - a partial that has waited over [`PARTIAL_MAX_WAIT`] is answered `Shed` instead of run
 //!   (`partials_shed`);
+//! - past capacity, finals of live calls are shed by risk so that the lag of the rest stays
+//!   bounded instead of growing without end: a calm call's final that has waited over
+//!   `asr.shed_finals_after_ms` is answered `Shed` (`finals_shed`), a watched call's after
+//!   twice that, an escalating call's never. Offline jobs are never shed. The raised-voice
+//!   detector does not go through this queue at all, so loud calls still rise to `watch` and
+//!   out of the shedding;
 //! - a refused job leaves the queue as it was.
 //!
 //! Dropping the pool refuses new work with `Closed`, answers queued partials `Shed`, and waits
@@ -38,7 +44,7 @@
 //! accepted.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -48,6 +54,7 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
+use crate::domain::alert::Level;
 use crate::domain::leg::{Leg, PIPELINE_RATE};
 use crate::pipeline::asr::AsrConfig;
 use crate::pipeline::asr::model::ggml::{self, ModelError, ModelInfo};
@@ -128,6 +135,8 @@ pub struct WorkerSettings {
     pub threads: usize,
     /// The most finals that may wait for a worker.
     pub queue: usize,
+    /// How long a calm live call's final may wait before it is shed; 0 = never.
+    pub shed_finals_after_ms: u64,
     pub beam_size: u32,
     pub no_speech_threshold: f32,
     pub zh_prompt: String,
@@ -141,6 +150,7 @@ impl WorkerSettings {
             workers,
             threads,
             queue: cfg.max_queued_utterances,
+            shed_finals_after_ms: u64::from(cfg.shed_finals_after_ms),
             beam_size: cfg.beam_size,
             no_speech_threshold: cfg.no_speech_threshold,
             zh_prompt: cfg.zh_prompt.clone(),
@@ -189,33 +199,64 @@ pub enum JobKind {
     Partial,
 }
 
+/// A live call's risk level as the queue sees it: the call sets it as its risk changes, the
+/// scheduler reads it when it orders or sheds jobs, so a call that escalates while its jobs
+/// wait moves ahead. Clones share the level.
+#[derive(Debug, Clone, Default)]
+pub struct CallRisk(Arc<AtomicU8>);
+
+impl CallRisk {
+    pub fn set(&self, level: Level) {
+        // A hint read at pick time: no other memory depends on it.
+        self.0.store(level as u8, Ordering::Relaxed);
+    }
+
+    /// 0 calm, 1 watch, 2 escalate.
+    fn rank(&self) -> u8 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Who a job is for, which orders it in the queue.
 #[derive(Debug, Clone)]
 pub struct JobMeta {
     pub call_id: Arc<str>,
     pub kind: JobKind,
-    /// Set by the call while its risk is escalating; read when a worker picks its next job,
-    /// so a call that escalates while its jobs wait moves ahead.
-    pub urgent: Arc<AtomicBool>,
+    pub risk: CallRisk,
+    /// A live call's job, which may be shed or degraded past capacity; offline jobs never are.
+    pub live: bool,
 }
 
 impl JobMeta {
-    pub fn new(call_id: impl Into<Arc<str>>, kind: JobKind, urgent: Arc<AtomicBool>) -> Self {
+    /// A live call's job.
+    pub fn new(call_id: impl Into<Arc<str>>, kind: JobKind, risk: CallRisk) -> Self {
         Self {
             call_id: call_id.into(),
             kind,
-            urgent,
+            risk,
+            live: true,
         }
     }
 
-    /// A final outside any live call (offline analysis): never urgent, no partials to replace.
+    /// A final outside any live call (offline analysis): calm, never shed, no partials to
+    /// replace.
     pub fn offline() -> Self {
-        Self::new("", JobKind::Final, Arc::new(AtomicBool::new(false)))
+        Self {
+            live: false,
+            ..Self::new("", JobKind::Final, CallRisk::default())
+        }
     }
 
-    fn is_urgent(&self) -> bool {
-        // A hint read at pick time: no other memory depends on it.
-        self.urgent.load(Ordering::Relaxed)
+    /// How long this final may wait before it is shed, given the calm calls' allowance.
+    fn shed_after(&self, calm: Duration) -> Option<Duration> {
+        if !self.live || calm.is_zero() {
+            return None;
+        }
+        match self.risk.rank() {
+            0 => Some(calm),
+            1 => Some(calm * 2),
+            _ => None,
+        }
     }
 }
 
@@ -232,6 +273,9 @@ pub struct AsrStats {
     pub workers: usize,
     /// How long the oldest queued final has waited (0 when none): the transcription lag.
     pub oldest_wait_ms: u64,
+    /// How long each final that ran had waited in the queue, summed (with `finals_done` this
+    /// gives the mean wait).
+    pub final_wait_ms: u64,
     /// Jobs transcribed without error, by kind.
     pub finals_done: u64,
     pub partials_done: u64,
@@ -239,6 +283,11 @@ pub struct AsrStats {
     pub finals_refused: u64,
     /// Partials refused because transcription is behind, or dropped after waiting too long.
     pub partials_shed: u64,
+    /// Finals of live calls shed past capacity (lowest risk first), after waiting too long.
+    pub finals_shed: u64,
+    /// Finals of calm live calls decoded greedily, not with the beam, because transcription
+    /// was behind.
+    pub finals_degraded: u64,
     /// Queued partials replaced by a newer partial or the final of the same leg.
     pub partials_superseded: u64,
     /// Jobs that ran and ended in an error.
@@ -268,6 +317,9 @@ struct Task {
     enqueued: Instant,
     /// Breaks ties between equal enqueue times, keeping FIFO exact.
     seq: u64,
+    /// Decode greedily rather than with the beam: set at pick time when transcription is
+    /// behind (see `Scheduler::pop`).
+    greedy: bool,
 }
 
 impl Task {
@@ -282,6 +334,8 @@ struct Scheduler {
     finals: Vec<Task>,
     partials: Vec<Task>,
     max_finals: usize,
+    /// How long a calm live call's final may wait before it is shed (zero: never).
+    shed_after: Duration,
     workers: usize,
     busy: usize,
     next_seq: u64,
@@ -290,11 +344,12 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn new(max_finals: usize, workers: usize) -> Self {
+    fn new(max_finals: usize, workers: usize, shed_after: Duration) -> Self {
         Self {
             finals: Vec::new(),
             partials: Vec::new(),
             max_finals: max_finals.max(1),
+            shed_after,
             workers: workers.max(1),
             busy: 0,
             next_seq: 0,
@@ -343,6 +398,7 @@ impl Scheduler {
             reply,
             enqueued: now,
             seq,
+            greedy: false,
         };
         match task.meta.kind {
             JobKind::Final => self.finals.push(task),
@@ -359,12 +415,29 @@ impl Scheduler {
         }
     }
 
+    /// Sheds what has waited too long: partials past [`PARTIAL_MAX_WAIT`], live finals past
+    /// their risk's allowance.
     fn drop_stale(&mut self, now: Instant) {
         let (stale, fresh) = std::mem::take(&mut self.partials)
             .into_iter()
             .partition(|t| now.saturating_duration_since(t.enqueued) > PARTIAL_MAX_WAIT);
         self.partials = fresh;
         self.shed_all(stale);
+        let calm = self.shed_after;
+        if calm.is_zero() {
+            return;
+        }
+        let (overdue, keep): (Vec<Task>, Vec<Task>) =
+            std::mem::take(&mut self.finals).into_iter().partition(|t| {
+                t.meta
+                    .shed_after(calm)
+                    .is_some_and(|limit| now.saturating_duration_since(t.enqueued) > limit)
+            });
+        self.finals = keep;
+        for t in overdue {
+            self.stats.finals_shed += 1;
+            let _ = t.reply.send(Err(AsrError::Shed));
+        }
     }
 
     fn shed_all(&mut self, tasks: Vec<Task>) {
@@ -377,7 +450,18 @@ impl Scheduler {
     /// The next job for a free worker, which counts as busy until `finish`.
     fn pop(&mut self, now: Instant) -> Option<Task> {
         self.drop_stale(now);
-        let task = take_next(&mut self.finals).or_else(|| take_next(&mut self.partials))?;
+        let mut task = take_next(&mut self.finals).or_else(|| take_next(&mut self.partials))?;
+        if task.meta.kind == JobKind::Final {
+            let waited = now.saturating_duration_since(task.enqueued);
+            self.stats.final_wait_ms += waited.as_millis() as u64;
+            // Behind: as many finals still waiting as there are workers. A calm call's words
+            // are then decoded greedily, which is cheaper and nearly as good, so that the
+            // queue drains before anything has to be shed.
+            if task.meta.live && task.meta.risk.rank() == 0 && self.finals.len() >= self.workers {
+                task.greedy = true;
+                self.stats.finals_degraded += 1;
+            }
+        }
         self.busy += 1;
         Some(task)
     }
@@ -416,13 +500,13 @@ impl Scheduler {
     }
 }
 
-/// Removes the job to run next from one kind's queue: urgent calls first, then the oldest.
-/// A scan rather than a heap because urgency can change while a job waits.
+/// Removes the job to run next from one kind's queue: riskier calls first, then the oldest.
+/// A scan rather than a heap because a call's level can change while its jobs wait.
 fn take_next(queue: &mut Vec<Task>) -> Option<Task> {
     let i = queue
         .iter()
         .enumerate()
-        .min_by_key(|(_, t)| (!t.meta.is_urgent(), t.enqueued, t.seq))?
+        .min_by_key(|(_, t)| (std::cmp::Reverse(t.meta.risk.rank()), t.enqueued, t.seq))?
         .0;
     Some(queue.swap_remove(i))
 }
@@ -437,9 +521,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(max_finals: usize, workers: usize) -> Self {
+    fn new(max_finals: usize, workers: usize, shed_after: Duration) -> Self {
         Self {
-            sched: Mutex::new(Scheduler::new(max_finals, workers)),
+            sched: Mutex::new(Scheduler::new(max_finals, workers, shed_after)),
             work: Condvar::new(),
             room: Condvar::new(),
         }
@@ -496,14 +580,18 @@ impl Shared {
     }
 
     /// A worker's loop after start-up: runs jobs until shutdown has drained the finals.
-    fn serve(&self, mut run: impl FnMut(AsrJob) -> Result<AsrOutput, AsrError>) {
+    fn serve(&self, mut run: impl FnMut(AsrJob, bool) -> Result<AsrOutput, AsrError>) {
         while let Some(Task {
-            job, meta, reply, ..
+            job,
+            meta,
+            reply,
+            greedy,
+            ..
         }) = self.next_task()
         {
             let audio_ms = job.samples.len() as u64 * 1000 / PIPELINE_RATE as u64;
             let started = Instant::now();
-            let result = run(job);
+            let result = run(job, greedy);
             let compute_ms = started.elapsed().as_millis() as u64;
             // Counted before answering, so a caller that reads the stats after its answer
             // sees its own job.
@@ -535,7 +623,11 @@ impl AsrPool {
     /// Starts the workers; each creates its Whisper state before this returns.
     pub fn start(model: Arc<Model>, settings: WorkerSettings) -> Result<Self, AsrError> {
         let workers = settings.workers.max(1);
-        let shared = Arc::new(Shared::new(settings.queue, workers));
+        let shared = Arc::new(Shared::new(
+            settings.queue,
+            workers,
+            Duration::from_millis(settings.shed_finals_after_ms),
+        ));
         let settings = Arc::new(settings);
         let mut pool = Self {
             shared,
@@ -628,9 +720,10 @@ impl Drop for AsrPool {
 struct Worker {
     model: Arc<Model>,
     settings: Arc<WorkerSettings>,
-    /// Decoding parameters per language, built once: whisper-rs leaks the C strings it makes
-    /// for the language and prompt, so building them per job would leak per utterance.
-    params: Vec<(String, FullParams<'static, 'static>)>,
+    /// Decoding parameters per language and strategy (beam or greedy), built once:
+    /// whisper-rs leaks the C strings it makes for the language and prompt, so building them
+    /// per job would leak per utterance.
+    params: Vec<(String, bool, FullParams<'static, 'static>)>,
 }
 
 fn worker_main(
@@ -650,7 +743,7 @@ fn worker_main(
         return;
     }
     let _ = ready.send(Ok(()));
-    shared.serve(|job| worker.run(job));
+    shared.serve(|job, greedy| worker.run(job, greedy));
 }
 
 impl Worker {
@@ -665,11 +758,16 @@ impl Worker {
             .map_err(|e| AsrError::Whisper(format!("cannot create a whisper state: {e}")))
     }
 
-    fn params_for(&mut self, lang: &str) -> FullParams<'static, 'static> {
-        if let Some((_, p)) = self.params.iter().find(|(l, _)| l == lang) {
+    fn params_for(&mut self, lang: &str, greedy: bool) -> FullParams<'static, 'static> {
+        let greedy = greedy || self.settings.beam_size <= 1;
+        if let Some((_, _, p)) = self
+            .params
+            .iter()
+            .find(|(l, g, _)| l == lang && *g == greedy)
+        {
             return p.clone();
         }
-        let strategy = if self.settings.beam_size > 1 {
+        let strategy = if !greedy {
             SamplingStrategy::BeamSearch {
                 beam_size: self.settings.beam_size as i32,
                 // whisper.cpp ignores patience; -1 is its "unset".
@@ -694,7 +792,7 @@ impl Worker {
         if lang == "zh" && !self.settings.zh_prompt.is_empty() {
             p.set_initial_prompt(&self.settings.zh_prompt);
         }
-        self.params.push((lang.to_owned(), p.clone()));
+        self.params.push((lang.to_owned(), greedy, p.clone()));
         p
     }
 
@@ -722,7 +820,8 @@ impl Worker {
         best.ok_or_else(|| AsrError::Whisper("no allowed language to detect".into()))
     }
 
-    fn run(&mut self, job: AsrJob) -> Result<AsrOutput, AsrError> {
+    /// Transcribes one job; `greedy` overrides the beam (transcription is behind).
+    fn run(&mut self, job: AsrJob, greedy: bool) -> Result<AsrOutput, AsrError> {
         if job.samples.is_empty() {
             return Err(AsrError::Empty);
         }
@@ -739,7 +838,7 @@ impl Worker {
                 (l, Some(p))
             }
         };
-        let mut params = self.params_for(&lang);
+        let mut params = self.params_for(&lang, greedy);
         params.set_audio_ctx(audio_ctx_for(samples.len()) as i32);
         let mut state = self.fresh_state()?;
         state
@@ -894,7 +993,7 @@ mod tests {
     }
 
     fn meta(call: &str, kind: JobKind) -> JobMeta {
-        JobMeta::new(call, kind, Arc::new(AtomicBool::new(false)))
+        JobMeta::new(call, kind, CallRisk::default())
     }
 
     fn push(
@@ -932,6 +1031,7 @@ mod tests {
         })
     }
 
+    const NO_SHED: Duration = Duration::ZERO;
     const C: Leg = Leg::Customer;
     const A: Leg = Leg::Agent;
     use JobKind::{Final, Partial};
@@ -939,7 +1039,7 @@ mod tests {
     #[test]
     fn finals_are_first_in_first_out() {
         let t0 = Instant::now();
-        let mut s = Scheduler::new(64, 4);
+        let mut s = Scheduler::new(64, 4, NO_SHED);
         for (i, call) in ["a", "b", "a", "c"].into_iter().enumerate() {
             let at = t0 + Duration::from_millis(i as u64 * 10);
             push(&mut s, call, C, Final, i as u64, at).unwrap();
@@ -952,7 +1052,7 @@ mod tests {
     #[test]
     fn finals_go_before_partials() {
         let t0 = Instant::now();
-        let mut s = Scheduler::new(64, 4);
+        let mut s = Scheduler::new(64, 4, NO_SHED);
         // Partials queued on spare capacity, then finals arriving behind them.
         push(&mut s, "a", C, Partial, 0, t0).unwrap();
         push(&mut s, "c", A, Partial, 2, t0 + Duration::from_millis(1)).unwrap();
@@ -962,9 +1062,9 @@ mod tests {
     }
 
     #[test]
-    fn urgent_calls_go_first_even_when_flagged_while_queued() {
+    fn riskier_calls_go_first_even_when_they_rise_while_queued() {
         let t0 = Instant::now();
-        let mut s = Scheduler::new(64, 4);
+        let mut s = Scheduler::new(64, 4, NO_SHED);
         let calm = meta("calm", Final);
         let hot = meta("hot", Final);
         push_meta(&mut s, calm.clone(), C, 0, t0).unwrap();
@@ -973,24 +1073,113 @@ mod tests {
         push_meta(&mut s, hot.clone(), A, 3, t0 + Duration::from_millis(3)).unwrap();
         assert_eq!(s.pop(t0).map(|t| t.job.start_ms), Some(0));
         // The call escalates after its jobs were queued.
-        hot.urgent.store(true, Ordering::Relaxed);
+        hot.risk.set(Level::Escalate);
         assert_eq!(drain(&mut s, t0), [1, 3, 2]);
 
         // Urgency orders partials among themselves too, but never ahead of a final.
         for _ in 0..3 {
             s.finish(Final, true, 1000, 100);
         }
-        let hot_partial = JobMeta::new("hot", Partial, Arc::clone(&hot.urgent));
+        let hot_partial = JobMeta::new("hot", Partial, hot.risk.clone());
         push(&mut s, "calm", C, Partial, 10, t0).unwrap();
         push_meta(&mut s, hot_partial, C, 11, t0 + Duration::from_millis(1)).unwrap();
         push_meta(&mut s, calm, A, 12, t0 + Duration::from_millis(2)).unwrap();
         assert_eq!(drain(&mut s, t0), [12, 11, 10]);
+
+        // Watch sits between: escalate, then watch, then calm, each oldest first.
+        let warm = meta("warm", Final);
+        warm.risk.set(Level::Watch);
+        push(&mut s, "calm", C, Final, 20, t0).unwrap();
+        push_meta(&mut s, warm.clone(), C, 21, t0 + Duration::from_millis(1)).unwrap();
+        push_meta(&mut s, hot.clone(), C, 22, t0 + Duration::from_millis(2)).unwrap();
+        push_meta(&mut s, warm, A, 23, t0 + Duration::from_millis(3)).unwrap();
+        assert_eq!(drain(&mut s, t0), [22, 21, 23, 20]);
+    }
+
+    #[test]
+    fn past_capacity_finals_are_shed_lowest_risk_first() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = Scheduler::new(64, 2, ms(3000));
+        let (calm, warm, hot) = (meta("calm", Final), meta("warm", Final), meta("hot", Final));
+        warm.risk.set(Level::Watch);
+        hot.risk.set(Level::Escalate);
+        let mut calm_rx = push_meta(&mut s, calm.clone(), C, 0, t0).unwrap();
+        let mut warm_rx = push_meta(&mut s, warm.clone(), C, 1, t0).unwrap();
+        let mut hot_rx = push_meta(&mut s, hot, C, 2, t0).unwrap();
+        let mut offline_rx = push_meta(&mut s, JobMeta::offline(), C, 3, t0).unwrap();
+        let mut fresh_rx = push_meta(&mut s, calm.clone(), A, 4, t0 + ms(2500)).unwrap();
+
+        // At its allowance a calm final still waits; just past it, it is shed.
+        assert_eq!(s.stats(t0 + ms(3000)).finals_shed, 0);
+        push(&mut s, "other", C, Final, 5, t0 + ms(3001)).unwrap();
+        assert_eq!(answered(&mut calm_rx).as_deref(), Some("Shed"));
+        assert_eq!(answered(&mut warm_rx), None);
+        assert_eq!(s.stats(t0 + ms(3001)).finals_shed, 1);
+
+        // A watched call's final gets twice as long; escalating calls and offline jobs never
+        // go; the calm final that came later is now overdue too.
+        let left = drain(&mut s, t0 + ms(6001));
+        assert_eq!(answered(&mut warm_rx).as_deref(), Some("Shed"));
+        assert_eq!(answered(&mut fresh_rx).as_deref(), Some("Shed"));
+        assert_eq!(left, [2, 3, 5]);
+        assert_eq!(
+            answered(&mut hot_rx),
+            None,
+            "popped, not answered by the scheduler"
+        );
+        assert_eq!(answered(&mut offline_rx), None);
+        let stats = s.stats(t0 + ms(6001));
+        assert_eq!((stats.finals_shed, stats.queued_finals), (3, 0));
+
+        // A call that rises to watch while its final waits gets the longer allowance.
+        let mut rx = push_meta(&mut s, calm.clone(), C, 6, t0 + ms(7000)).unwrap();
+        calm.risk.set(Level::Watch);
+        assert_eq!(drain(&mut s, t0 + ms(11000)), [6]);
+        assert_eq!(answered(&mut rx), None);
+
+        // Zero turns shedding off.
+        let mut never = Scheduler::new(64, 2, NO_SHED);
+        push(&mut never, "calm", C, Final, 7, t0).unwrap();
+        assert_eq!(drain(&mut never, t0 + ms(600_000)), [7]);
+    }
+
+    #[test]
+    fn behind_calm_finals_decode_greedily_risky_and_offline_ones_keep_the_beam() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(64, 2, NO_SHED);
+        let hot = meta("hot", Final);
+        hot.risk.set(Level::Escalate);
+        push_meta(&mut s, hot, C, 0, t0).unwrap();
+        for id in 1..=3 {
+            push(&mut s, "calm", C, Final, id, t0).unwrap();
+        }
+        push_meta(&mut s, JobMeta::offline(), A, 4, t0).unwrap();
+        push(&mut s, "calm", A, Final, 5, t0).unwrap();
+        // (id, greedy) as picked, with the finals still waiting after each pick.
+        let picks: Vec<(u64, bool)> = std::iter::from_fn(|| s.pop(t0))
+            .map(|t| (t.job.start_ms, t.greedy))
+            .collect();
+        // Behind the calm picks 4, 3 and 2 finals still wait (two workers' worth or more);
+        // the offline job is never degraded; behind the last, none: the beam again.
+        assert_eq!(
+            picks,
+            [
+                (0, false),
+                (1, true),
+                (2, true),
+                (3, true),
+                (4, false),
+                (5, false)
+            ]
+        );
+        assert_eq!(s.stats(t0).finals_degraded, 3);
     }
 
     #[test]
     fn newer_partial_replaces_the_older_of_the_same_leg() {
         let t0 = Instant::now();
-        let mut s = Scheduler::new(64, 4);
+        let mut s = Scheduler::new(64, 4, NO_SHED);
         let mut old = push(&mut s, "a", C, Partial, 0, t0).unwrap();
         let mut other_leg = push(&mut s, "a", A, Partial, 1, t0).unwrap();
         let mut other_call = push(&mut s, "b", C, Partial, 2, t0).unwrap();
@@ -1010,7 +1199,7 @@ mod tests {
     #[test]
     fn final_supersedes_the_queued_partial_of_its_leg() {
         let t0 = Instant::now();
-        let mut s = Scheduler::new(64, 4);
+        let mut s = Scheduler::new(64, 4, NO_SHED);
         let mut partial = push(&mut s, "a", C, Partial, 0, t0).unwrap();
         let mut kept = push(&mut s, "a", A, Partial, 1, t0).unwrap();
         push(&mut s, "a", C, Final, 2, t0).unwrap();
@@ -1022,7 +1211,7 @@ mod tests {
     #[test]
     fn final_bound_refuses_with_queue_full_and_changes_nothing() {
         let t0 = Instant::now();
-        let mut s = Scheduler::new(2, 8);
+        let mut s = Scheduler::new(2, 8, NO_SHED);
         let mut partial = push(&mut s, "a", C, Partial, 0, t0).unwrap();
         push(&mut s, "a", A, Final, 1, t0).unwrap();
         push(&mut s, "b", A, Final, 2, t0).unwrap();
@@ -1040,7 +1229,7 @@ mod tests {
     #[test]
     fn partials_run_on_spare_capacity_only() {
         let t0 = Instant::now();
-        let mut s = Scheduler::new(64, 2);
+        let mut s = Scheduler::new(64, 2, NO_SHED);
         push(&mut s, "b", C, Partial, 1, t0).unwrap();
         push(&mut s, "a", C, Final, 0, t0).unwrap();
         // A final is waiting: no new partial.
@@ -1068,7 +1257,7 @@ mod tests {
     #[test]
     fn stale_partials_are_dropped_when_a_worker_picks() {
         let t0 = Instant::now();
-        let mut s = Scheduler::new(64, 4);
+        let mut s = Scheduler::new(64, 4, NO_SHED);
         push(&mut s, "a", C, Partial, 0, t0).unwrap();
         let mut fresh = push(&mut s, "b", C, Partial, 1, t0 + Duration::from_millis(600)).unwrap();
         // Having waited exactly the limit is still fine.
@@ -1087,7 +1276,7 @@ mod tests {
     #[test]
     fn stats_track_the_queue_and_outcomes() {
         let t0 = Instant::now();
-        let mut s = Scheduler::new(64, 3);
+        let mut s = Scheduler::new(64, 3, NO_SHED);
         push(&mut s, "b", C, Partial, 2, t0 + Duration::from_millis(100)).unwrap();
         push(&mut s, "a", C, Final, 0, t0).unwrap();
         push(&mut s, "a", A, Final, 1, t0 + Duration::from_millis(100)).unwrap();
@@ -1110,6 +1299,8 @@ mod tests {
             st,
             AsrStats {
                 workers: 3,
+                // The two finals had waited 250 and 150 ms when picked.
+                final_wait_ms: 400,
                 finals_done: 1,
                 partials_done: 1,
                 failed: 1,
@@ -1124,7 +1315,7 @@ mod tests {
     #[test]
     fn closing_refuses_new_work_sheds_partials_and_keeps_finals() {
         let t0 = Instant::now();
-        let mut s = Scheduler::new(64, 4);
+        let mut s = Scheduler::new(64, 4, NO_SHED);
         let mut partial = push(&mut s, "b", C, Partial, 1, t0).unwrap();
         push(&mut s, "a", C, Final, 0, t0).unwrap();
         s.close();
@@ -1138,7 +1329,7 @@ mod tests {
 
     // ---- the pool's threads over the scheduler, with a stand-in for Whisper ----
 
-    fn fake_run(job: AsrJob) -> Result<AsrOutput, AsrError> {
+    fn fake_run(job: AsrJob, _greedy: bool) -> Result<AsrOutput, AsrError> {
         std::thread::sleep(Duration::from_millis(20));
         let mut out = output("en", None);
         out.segments.push(AsrSegment {
@@ -1161,7 +1352,7 @@ mod tests {
     #[test]
     fn shutdown_finishes_queued_finals_and_sheds_partials() {
         // Jobs are queued before any worker runs, so all are still waiting at close.
-        let shared = Arc::new(Shared::new(64, 2));
+        let shared = Arc::new(Shared::new(64, 2, NO_SHED));
         let finals: Vec<_> = (0..6)
             .map(|i| shared.enqueue(job(C, i), meta("a", Final)).unwrap())
             .collect();
@@ -1194,7 +1385,7 @@ mod tests {
 
     #[test]
     fn closing_answers_queued_partials_shed() {
-        let shared = Arc::new(Shared::new(64, 2));
+        let shared = Arc::new(Shared::new(64, 2, NO_SHED));
         let rx = shared.enqueue(job(C, 0), meta("a", Partial)).unwrap();
         shared.close();
         assert!(matches!(rx.blocking_recv(), Ok(Err(AsrError::Shed))));
@@ -1202,7 +1393,7 @@ mod tests {
 
     #[test]
     fn submit_waits_for_room_while_enqueue_refuses() {
-        let shared = Arc::new(Shared::new(2, 1));
+        let shared = Arc::new(Shared::new(2, 1, NO_SHED));
         let queued: Vec<_> = (0..2).map(|i| shared.submit(job(C, i)).unwrap()).collect();
         assert!(matches!(
             shared.enqueue(job(C, 2), JobMeta::offline()),
