@@ -4,7 +4,7 @@ CARGO ?= cargo
 MODEL ?= base
 FIXTURES := tests/scenarios/audio
 
-.PHONY: all deps build release model fixtures browser-deps demo demo-offline test screenshots eval bench bench-rtf bench-live lint clean
+.PHONY: all deps build release model fixtures browser-deps demo demo-offline test screenshots eval bench bench-rtf bench-live bench-load bench-gpu lint clean
 
 all: build
 
@@ -67,6 +67,7 @@ bench: model fixtures
 	$(CARGO) bench --bench audio
 	$(CARGO) bench --bench store
 	@$(MAKE) --no-print-directory bench-rtf
+	@$(MAKE) --no-print-directory bench-load
 
 bench-rtf: model fixtures
 	@echo "== analyze real-time factor, 60 s two-leg call, $$(nproc) cores"
@@ -76,6 +77,17 @@ bench-rtf: model fixtures
 # words their transcripts and transfer prompts reach a screen.
 bench-live: model fixtures
 	@scripts/bench-live.sh 70
+
+# Capacity: the load harness (`callguard bench live`) at 1, 4, 8, 16 and 32 concurrent
+# Twilio calls from the scenario corpus, a fresh daemon for each; the README's performance
+# table comes from it. CALLS=... MODEL=... BENCH_FLAGS=... change the run.
+CALLS ?= 1,4,8,16,32
+bench-load: model fixtures
+	./target/release/callguard bench live --sweep $(CALLS) --model models/ggml-$(MODEL).bin $(BENCH_FLAGS)
+
+# The same on an NVIDIA GPU (needs the CUDA toolkit): builds with --features cuda.
+bench-gpu: deps
+	@scripts/bench-gpu.sh
 
 lint:
 	$(CARGO) fmt --check

@@ -788,7 +788,13 @@ pub(super) fn run(args: BenchLiveArgs) -> Result<()> {
     println!("{}", header());
     let mut best = None;
     for &n in &counts {
-        let report = runtime.block_on(run_once(&args, n, &scenarios))?;
+        // Ctrl-C or SIGTERM drops the run, and with it the daemon it started.
+        let report = runtime.block_on(async {
+            tokio::select! {
+                r = run_once(&args, n, &scenarios) => r,
+                _ = super::wait_for_signal() => Err(anyhow!("interrupted")),
+            }
+        })?;
         println!("{}", row(&report));
         if args.json {
             println!("{}", report.to_json());

@@ -158,6 +158,11 @@ pub fn render(hub: &Hub, pool: &AsrPool, ingest: &IngestCounters) -> String {
         a.finals_degraded,
     );
     out.counter(
+        "asr_utterances_boosted_total",
+        "Utterances that found every worker idle and ran with all the workers' threads.",
+        a.finals_boosted,
+    );
+    out.counter(
         "asr_queue_wait_seconds_total",
         "Time the transcribed utterances waited for a worker, summed (over asr_utterances_total: the mean wait).",
         format!("{:.3}", a.final_wait_ms as f64 / 1000.0),

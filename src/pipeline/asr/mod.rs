@@ -67,10 +67,11 @@ pub struct AsrConfig {
     /// Whole utterances that may wait for a free worker (1..10000); past it a new utterance is
     /// refused and counted, rather than letting transcription fall ever further behind.
     pub max_queued_utterances: usize,
-    /// Live calls past capacity: a calm call's utterance that has waited this long (ms) for a
-    /// worker is skipped (counted on /metrics), a watched call's after twice as long, an
-    /// escalating call's never, so that transcription lag stays bounded and the riskiest
-    /// calls keep their words. 0 never skips (1000..60000 otherwise).
+    /// Live calls past capacity: a calm call's agent utterance that has waited this long (ms)
+    /// for a worker is skipped (counted on /metrics), its customer's after twice as long, a
+    /// watched call's agent and customer after three and four times, an escalating call's
+    /// never, so that transcription lag stays bounded and the words prompts come from are
+    /// kept. 0 never skips (1000..60000 otherwise).
     pub shed_finals_after_ms: u32,
     /// Live calls: while someone is still speaking, a partial transcript of the utterance so
     /// far is made about this often (ms, 250..10000); 0 turns partials off. Partials cost

@@ -12,8 +12,10 @@
 //!
 //! 1. every final (a whole utterance) before any partial (the audio so far of an utterance
 //!    still being spoken): finals are what the detectors act on, a partial is an early look;
-//! 2. within a kind, jobs of riskier calls first (escalate, then watch, then calm). The call's
-//!    level is read at pick time, so a call that escalates while its jobs wait moves ahead;
+//! 2. within a kind, jobs of riskier calls first (escalate, then watch, then calm), and within
+//!    a level the customer's words before the agent's (prompts come from the customer). The
+//!    call's level is read at pick time, so a call that escalates while its jobs wait moves
+//!    ahead;
 //! 3. then the longest-waiting first.
 //!
 //! # Overload
@@ -31,12 +33,14 @@
 //!   its audio and replaces it, the old one answered `Superseded` (`partials_superseded`);
 //! - a partial that has waited over [`PARTIAL_MAX_WAIT`] is answered `Shed` instead of run
 //!   (`partials_shed`);
-//! - past capacity, finals of live calls are shed by risk so that the lag of the rest stays
-//!   bounded instead of growing without end: a calm call's final that has waited over
-//!   `asr.shed_finals_after_ms` is answered `Shed` (`finals_shed`), a watched call's after
-//!   twice that, an escalating call's never. Offline jobs are never shed. The raised-voice
-//!   detector does not go through this queue at all, so loud calls still rise to `watch` and
-//!   out of the shedding;
+//! - behind (as many finals waiting as there are workers), a calm call's final is decoded
+//!   greedily rather than with the beam (`finals_degraded`);
+//! - past capacity, finals of live calls are shed by worth so that the lag of the rest stays
+//!   bounded instead of growing without end: a calm call's agent final that has waited over
+//!   `asr.shed_finals_after_ms` is answered `Shed` (`finals_shed`), its customer's after twice
+//!   that, a watched call's after three and four times that, an escalating call's never.
+//!   Offline jobs are never shed. The raised-voice detector does not go through this queue at
+//!   all, so loud calls still rise to `watch` and out of the shedding;
 //! - a refused job leaves the queue as it was.
 //!
 //! Dropping the pool refuses new work with `Closed`, answers queued partials `Shed`, and waits
@@ -246,18 +250,20 @@ impl JobMeta {
             ..Self::new("", JobKind::Final, CallRisk::default())
         }
     }
+}
 
-    /// How long this final may wait before it is shed, given the calm calls' allowance.
-    fn shed_after(&self, calm: Duration) -> Option<Duration> {
-        if !self.live || calm.is_zero() {
-            return None;
-        }
-        match self.risk.rank() {
-            0 => Some(calm),
-            1 => Some(calm * 2),
-            _ => None,
-        }
-    }
+/// What a job's words are worth to detection, which orders the queue and decides what goes
+/// first past capacity: the call's risk first, then the leg, since the customer's words are
+/// what transfer prompts come from (the agent's matter for QA, later). 0 a calm call's agent,
+/// 1 its customer (or a mixed leg), 2 and 3 the same on a watched call, 4 and 5 escalating.
+fn worth(meta: &JobMeta, leg: Leg) -> u8 {
+    meta.risk.rank().min(2) * 2 + u8::from(leg != Leg::Agent)
+}
+
+/// How long a live final of this worth may wait before it is shed: the calm agent's
+/// allowance, and one more allowance per step of worth; an escalating call's never.
+fn shed_after(worth: u8, calm: Duration) -> Option<Duration> {
+    (worth < 4).then(|| calm * (u32::from(worth) + 1))
 }
 
 /// How long a partial may wait for a worker. By then the speaker has said more, so its text
@@ -288,6 +294,8 @@ pub struct AsrStats {
     /// Finals of calm live calls decoded greedily, not with the beam, because transcription
     /// was behind.
     pub finals_degraded: u64,
+    /// Finals that found the pool idle and ran with every worker's threads.
+    pub finals_boosted: u64,
     /// Queued partials replaced by a newer partial or the final of the same leg.
     pub partials_superseded: u64,
     /// Jobs that ran and ended in an error.
@@ -320,6 +328,8 @@ struct Task {
     /// Decode greedily rather than with the beam: set at pick time when transcription is
     /// behind (see `Scheduler::pop`).
     greedy: bool,
+    /// whisper.cpp threads for this job, set at pick time.
+    threads: usize,
 }
 
 impl Task {
@@ -338,6 +348,14 @@ struct Scheduler {
     shed_after: Duration,
     workers: usize,
     busy: usize,
+    /// whisper.cpp threads each worker runs a job with.
+    threads: usize,
+    /// Threads the running jobs hold; never more than `workers * threads`, so the machine is
+    /// never oversubscribed (ggml's threads spin at their barriers, and a spinning thread
+    /// that waits for a descheduled one wastes its whole time slice).
+    threads_used: usize,
+    /// Whether a final that finds the pool idle may take every worker's threads.
+    boost: bool,
     next_seq: u64,
     closed: bool,
     stats: AsrStats,
@@ -352,10 +370,27 @@ impl Scheduler {
             shed_after,
             workers: workers.max(1),
             busy: 0,
+            threads: 1,
+            threads_used: 0,
+            boost: false,
             next_seq: 0,
             closed: false,
             stats: AsrStats::default(),
         }
+    }
+
+    /// Lets a final that finds the pool idle, with nothing else waiting, run with every
+    /// worker's threads: a lone call's words come back sooner, and while the pool is busy each
+    /// job keeps `threads`.
+    fn with_boost(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self.boost = self.workers > 1;
+        self
+    }
+
+    /// Every thread the pool may run at once.
+    fn thread_budget(&self) -> usize {
+        self.workers * self.threads
     }
 
     fn finals_full(&self) -> bool {
@@ -382,7 +417,11 @@ impl Scheduler {
             // A partial runs only on spare capacity: with a final waiting, or every worker
             // busy, it would start late and then hold up the finals that arrive behind it
             // (a started job cannot be interrupted). Whole utterances are what detection needs.
-            JobKind::Partial if !self.finals.is_empty() || self.busy >= self.workers => {
+            JobKind::Partial
+                if !self.finals.is_empty()
+                    || self.busy >= self.workers
+                    || (self.boost && self.threads_used >= self.thread_budget()) =>
+            {
                 self.stats.partials_shed += 1;
                 return Err(AsrError::Shed);
             }
@@ -399,6 +438,7 @@ impl Scheduler {
             enqueued: now,
             seq,
             greedy: false,
+            threads: 1,
         };
         match task.meta.kind {
             JobKind::Final => self.finals.push(task),
@@ -429,9 +469,9 @@ impl Scheduler {
         }
         let (overdue, keep): (Vec<Task>, Vec<Task>) =
             std::mem::take(&mut self.finals).into_iter().partition(|t| {
-                t.meta
-                    .shed_after(calm)
-                    .is_some_and(|limit| now.saturating_duration_since(t.enqueued) > limit)
+                t.meta.live
+                    && shed_after(worth(&t.meta, t.job.leg), calm)
+                        .is_some_and(|limit| now.saturating_duration_since(t.enqueued) > limit)
             });
         self.finals = keep;
         for t in overdue {
@@ -447,10 +487,15 @@ impl Scheduler {
         }
     }
 
-    /// The next job for a free worker, which counts as busy until `finish`.
+    /// The next job for a free worker, which counts as busy until `finish`; none while a
+    /// boosted job holds every thread.
     fn pop(&mut self, now: Instant) -> Option<Task> {
         self.drop_stale(now);
+        if self.boost && self.threads_used >= self.thread_budget() {
+            return None;
+        }
         let mut task = take_next(&mut self.finals).or_else(|| take_next(&mut self.partials))?;
+        task.threads = self.threads;
         if task.meta.kind == JobKind::Final {
             let waited = now.saturating_duration_since(task.enqueued);
             self.stats.final_wait_ms += waited.as_millis() as u64;
@@ -461,13 +506,19 @@ impl Scheduler {
                 task.greedy = true;
                 self.stats.finals_degraded += 1;
             }
+            if self.boost && self.busy == 0 && self.finals.is_empty() {
+                task.threads = self.thread_budget();
+                self.stats.finals_boosted += 1;
+            }
         }
+        self.threads_used += task.threads;
         self.busy += 1;
         Some(task)
     }
 
-    fn finish(&mut self, kind: JobKind, ok: bool, audio_ms: u64, compute_ms: u64) {
+    fn finish(&mut self, kind: JobKind, ok: bool, audio_ms: u64, compute_ms: u64, threads: usize) {
         self.busy = self.busy.saturating_sub(1);
+        self.threads_used = self.threads_used.saturating_sub(threads);
         let s = &mut self.stats;
         match (ok, kind) {
             (false, _) => s.failed += 1,
@@ -500,13 +551,20 @@ impl Scheduler {
     }
 }
 
-/// Removes the job to run next from one kind's queue: riskier calls first, then the oldest.
-/// A scan rather than a heap because a call's level can change while its jobs wait.
+/// Removes the job to run next from one kind's queue: the most worth first (riskier calls,
+/// then customers before agents), then the oldest. A scan rather than a heap because a
+/// call's level can change while its jobs wait.
 fn take_next(queue: &mut Vec<Task>) -> Option<Task> {
     let i = queue
         .iter()
         .enumerate()
-        .min_by_key(|(_, t)| (std::cmp::Reverse(t.meta.risk.rank()), t.enqueued, t.seq))?
+        .min_by_key(|(_, t)| {
+            (
+                std::cmp::Reverse(worth(&t.meta, t.job.leg)),
+                t.enqueued,
+                t.seq,
+            )
+        })?
         .0;
     Some(queue.swap_remove(i))
 }
@@ -521,9 +579,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(max_finals: usize, workers: usize, shed_after: Duration) -> Self {
+    fn new(sched: Scheduler) -> Self {
         Self {
-            sched: Mutex::new(Scheduler::new(max_finals, workers, shed_after)),
+            sched: Mutex::new(sched),
             work: Condvar::new(),
             room: Condvar::new(),
         }
@@ -580,23 +638,28 @@ impl Shared {
     }
 
     /// A worker's loop after start-up: runs jobs until shutdown has drained the finals.
-    fn serve(&self, mut run: impl FnMut(AsrJob, bool) -> Result<AsrOutput, AsrError>) {
+    fn serve(&self, mut run: impl FnMut(AsrJob, bool, usize) -> Result<AsrOutput, AsrError>) {
         while let Some(Task {
             job,
             meta,
             reply,
             greedy,
+            threads,
             ..
         }) = self.next_task()
         {
             let audio_ms = job.samples.len() as u64 * 1000 / PIPELINE_RATE as u64;
             let started = Instant::now();
-            let result = run(job, greedy);
+            let result = run(job, greedy, threads);
             let compute_ms = started.elapsed().as_millis() as u64;
             // Counted before answering, so a caller that reads the stats after its answer
             // sees its own job.
             self.lock()
-                .finish(meta.kind, result.is_ok(), audio_ms, compute_ms);
+                .finish(meta.kind, result.is_ok(), audio_ms, compute_ms, threads);
+            if threads > 1 {
+                // Other workers may be waiting for the threads this job held.
+                self.work.notify_all();
+            }
             // The caller may have gone away (a call ended); its answer is simply not needed.
             let _ = reply.send(result);
         }
@@ -624,9 +687,12 @@ impl AsrPool {
     pub fn start(model: Arc<Model>, settings: WorkerSettings) -> Result<Self, AsrError> {
         let workers = settings.workers.max(1);
         let shared = Arc::new(Shared::new(
-            settings.queue,
-            workers,
-            Duration::from_millis(settings.shed_finals_after_ms),
+            Scheduler::new(
+                settings.queue,
+                workers,
+                Duration::from_millis(settings.shed_finals_after_ms),
+            )
+            .with_boost(settings.threads),
         ));
         let settings = Arc::new(settings);
         let mut pool = Self {
@@ -743,7 +809,7 @@ fn worker_main(
         return;
     }
     let _ = ready.send(Ok(()));
-    shared.serve(|job, greedy| worker.run(job, greedy));
+    shared.serve(|job, greedy, threads| worker.run(job, greedy, threads));
 }
 
 impl Worker {
@@ -777,7 +843,6 @@ impl Worker {
             SamplingStrategy::Greedy { best_of: 2 }
         };
         let mut p = FullParams::new(strategy);
-        p.set_n_threads(self.settings.threads as i32);
         p.set_language(Some(leak_str(lang)));
         p.set_translate(false);
         // Each utterance stands alone: carrying text over lets one hallucination seed the next.
@@ -789,6 +854,12 @@ impl Worker {
         p.set_suppress_blank(true);
         p.set_suppress_nst(true);
         p.set_no_speech_thold(self.settings.no_speech_threshold);
+        if greedy && self.settings.beam_size > 1 {
+            // The degraded decode (transcription is behind): no retries at higher
+            // temperatures either. Each retry decodes the utterance again; on the corpus
+            // they change English words not at all and Chinese a little.
+            p.set_temperature_inc(0.0);
+        }
         if lang == "zh" && !self.settings.zh_prompt.is_empty() {
             p.set_initial_prompt(&self.settings.zh_prompt);
         }
@@ -796,14 +867,18 @@ impl Worker {
         p
     }
 
-    fn detect(&mut self, samples: &[f32], allowed: &[String]) -> Result<(String, f32), AsrError> {
+    fn detect(
+        &mut self,
+        samples: &[f32],
+        allowed: &[String],
+        threads: usize,
+    ) -> Result<(String, f32), AsrError> {
         if !self.model.is_multilingual() {
             return Ok(("en".into(), 1.0));
         }
         // A fresh state encodes the full 30 s window; language detection needs no speed-up
         // from a short context and runs once per leg.
         let mut state = self.fresh_state()?;
-        let threads = self.settings.threads;
         state
             .pcm_to_mel(samples, threads)
             .map_err(|e| AsrError::Whisper(e.to_string()))?;
@@ -820,8 +895,9 @@ impl Worker {
         best.ok_or_else(|| AsrError::Whisper("no allowed language to detect".into()))
     }
 
-    /// Transcribes one job; `greedy` overrides the beam (transcription is behind).
-    fn run(&mut self, job: AsrJob, greedy: bool) -> Result<AsrOutput, AsrError> {
+    /// Transcribes one job with `threads` threads; `greedy` overrides the beam
+    /// (transcription is behind).
+    fn run(&mut self, job: AsrJob, greedy: bool, threads: usize) -> Result<AsrOutput, AsrError> {
         if job.samples.is_empty() {
             return Err(AsrError::Empty);
         }
@@ -834,11 +910,12 @@ impl Worker {
         let (lang, detected) = match &job.lang {
             LangRequest::Fixed(l) => (l.clone(), None),
             LangRequest::Detect(allowed) => {
-                let (l, p) = self.detect(&samples, allowed)?;
+                let (l, p) = self.detect(&samples, allowed, threads)?;
                 (l, Some(p))
             }
         };
         let mut params = self.params_for(&lang, greedy);
+        params.set_n_threads(threads as i32);
         params.set_audio_ctx(audio_ctx_for(samples.len()) as i32);
         let mut state = self.fresh_state()?;
         state
@@ -1078,7 +1155,7 @@ mod tests {
 
         // Urgency orders partials among themselves too, but never ahead of a final.
         for _ in 0..3 {
-            s.finish(Final, true, 1000, 100);
+            s.finish(Final, true, 1000, 100, 1);
         }
         let hot_partial = JobMeta::new("hot", Partial, hot.risk.clone());
         push(&mut s, "calm", C, Partial, 10, t0).unwrap();
@@ -1097,45 +1174,57 @@ mod tests {
     }
 
     #[test]
-    fn past_capacity_finals_are_shed_lowest_risk_first() {
+    fn past_capacity_finals_are_shed_lowest_worth_first() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut s = Scheduler::new(64, 2, ms(3000));
         let (calm, warm, hot) = (meta("calm", Final), meta("warm", Final), meta("hot", Final));
         warm.risk.set(Level::Watch);
         hot.risk.set(Level::Escalate);
-        let mut calm_rx = push_meta(&mut s, calm.clone(), C, 0, t0).unwrap();
-        let mut warm_rx = push_meta(&mut s, warm.clone(), C, 1, t0).unwrap();
-        let mut hot_rx = push_meta(&mut s, hot, C, 2, t0).unwrap();
-        let mut offline_rx = push_meta(&mut s, JobMeta::offline(), C, 3, t0).unwrap();
-        let mut fresh_rx = push_meta(&mut s, calm.clone(), A, 4, t0 + ms(2500)).unwrap();
+        let mut agent_rx = push_meta(&mut s, calm.clone(), A, 0, t0).unwrap();
+        let mut calm_rx = push_meta(&mut s, calm.clone(), C, 1, t0).unwrap();
+        let mut warm_rx = push_meta(&mut s, warm.clone(), A, 2, t0).unwrap();
+        let mut warm_c_rx = push_meta(&mut s, warm.clone(), C, 3, t0).unwrap();
+        let mut hot_rx = push_meta(&mut s, hot.clone(), A, 4, t0).unwrap();
+        let mut offline_rx = push_meta(&mut s, JobMeta::offline(), A, 5, t0).unwrap();
 
-        // At its allowance a calm final still waits; just past it, it is shed.
+        // A calm call's agent: at its allowance it still waits; just past it, it is shed.
         assert_eq!(s.stats(t0 + ms(3000)).finals_shed, 0);
-        push(&mut s, "other", C, Final, 5, t0 + ms(3001)).unwrap();
-        assert_eq!(answered(&mut calm_rx).as_deref(), Some("Shed"));
-        assert_eq!(answered(&mut warm_rx), None);
+        push(&mut s, "other", C, Final, 6, t0 + ms(3001)).unwrap();
+        assert_eq!(answered(&mut agent_rx).as_deref(), Some("Shed"));
+        assert_eq!(answered(&mut calm_rx), None);
         assert_eq!(s.stats(t0 + ms(3001)).finals_shed, 1);
 
-        // A watched call's final gets twice as long; escalating calls and offline jobs never
-        // go; the calm final that came later is now overdue too.
-        let left = drain(&mut s, t0 + ms(6001));
+        // The calm customer goes after twice the allowance, the watched agent and customer
+        // after three and four times; escalating calls and offline jobs never.
+        let shed = |s: &mut Scheduler, at: u64| {
+            push(s, "probe", A, Final, 99, t0 + ms(at)).unwrap();
+            s.stats(t0 + ms(at)).finals_shed
+        };
+        assert_eq!(shed(&mut s, 6001), 2);
+        assert_eq!(answered(&mut calm_rx).as_deref(), Some("Shed"));
+        // The probe queued at 6 s is exactly at its allowance: it stays.
+        assert_eq!(shed(&mut s, 9001), 3, "the warm agent");
         assert_eq!(answered(&mut warm_rx).as_deref(), Some("Shed"));
-        assert_eq!(answered(&mut fresh_rx).as_deref(), Some("Shed"));
-        assert_eq!(left, [2, 3, 5]);
+        assert_eq!(answered(&mut warm_c_rx), None);
+        // Past 12 s: the warm customer, the first probe and the customer queued at 3 s go.
+        let left = drain(&mut s, t0 + ms(12_001));
+        assert_eq!(answered(&mut warm_c_rx).as_deref(), Some("Shed"));
+        // Left, by worth then age: the escalating call's, the offline job, the last probe.
+        assert_eq!(left, [4, 5, 99]);
         assert_eq!(
             answered(&mut hot_rx),
             None,
             "popped, not answered by the scheduler"
         );
         assert_eq!(answered(&mut offline_rx), None);
-        let stats = s.stats(t0 + ms(6001));
-        assert_eq!((stats.finals_shed, stats.queued_finals), (3, 0));
+        let stats = s.stats(t0 + ms(12_001));
+        assert_eq!((stats.finals_shed, stats.queued_finals), (6, 0));
 
         // A call that rises to watch while its final waits gets the longer allowance.
-        let mut rx = push_meta(&mut s, calm.clone(), C, 6, t0 + ms(7000)).unwrap();
+        let mut rx = push_meta(&mut s, calm.clone(), A, 7, t0 + ms(13_000)).unwrap();
         calm.risk.set(Level::Watch);
-        assert_eq!(drain(&mut s, t0 + ms(11000)), [6]);
+        assert_eq!(drain(&mut s, t0 + ms(21_000)), [7]);
         assert_eq!(answered(&mut rx), None);
 
         // Zero turns shedding off.
@@ -1174,6 +1263,40 @@ mod tests {
             ]
         );
         assert_eq!(s.stats(t0).finals_degraded, 3);
+    }
+
+    #[test]
+    fn a_final_alone_takes_every_thread_and_nothing_starts_beside_it() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(64, 2, NO_SHED).with_boost(1);
+        push(&mut s, "a", C, Final, 0, t0).unwrap();
+        let lone = s.pop(t0).unwrap();
+        assert_eq!(
+            lone.threads, 2,
+            "an idle pool gives a lone final both threads"
+        );
+        // While it runs: a partial is shed, a final waits even though a worker is free.
+        assert!(matches!(
+            push(&mut s, "b", C, Partial, 1, t0),
+            Err(AsrError::Shed)
+        ));
+        push(&mut s, "b", C, Final, 2, t0).unwrap();
+        push(&mut s, "c", C, Final, 3, t0).unwrap();
+        assert!(s.pop(t0).is_none(), "the boosted job holds every thread");
+        s.finish(Final, true, 1000, 100, lone.threads);
+        // Two waiting: each gets its own thread, side by side.
+        let (first, second) = (s.pop(t0).unwrap(), s.pop(t0).unwrap());
+        assert_eq!((first.threads, second.threads), (1, 1));
+        s.finish(Final, true, 1000, 100, 1);
+        // A final arriving while another job runs is not boosted either.
+        push(&mut s, "d", C, Final, 4, t0).unwrap();
+        assert_eq!(s.pop(t0).unwrap().threads, 1);
+        assert_eq!(s.stats(t0).finals_boosted, 1);
+        // A single worker has nothing to lend.
+        let mut one = Scheduler::new(64, 1, NO_SHED).with_boost(2);
+        push(&mut one, "a", C, Final, 0, t0).unwrap();
+        assert_eq!(one.pop(t0).unwrap().threads, 2);
+        assert_eq!(one.stats(t0).finals_boosted, 0);
     }
 
     #[test]
@@ -1250,7 +1373,7 @@ mod tests {
             push(&mut s, "d", C, Partial, 6, t0),
             Err(AsrError::Shed)
         ));
-        s.finish(Final, true, 1000, 100);
+        s.finish(Final, true, 1000, 100, 1);
         push(&mut s, "d", C, Partial, 7, t0).unwrap();
     }
 
@@ -1289,11 +1412,11 @@ mod tests {
         let first = s.pop(now).unwrap();
         assert_eq!(s.stats(now).oldest_wait_ms, 150);
         assert_eq!(s.stats(now).busy_workers, 1);
-        s.finish(first.meta.kind, true, 2000, 500);
+        s.finish(first.meta.kind, true, 2000, 500, 1);
         let second = s.pop(now).unwrap();
-        s.finish(second.meta.kind, false, 1000, 100);
+        s.finish(second.meta.kind, false, 1000, 100, 1);
         let third = s.pop(now).unwrap();
-        s.finish(third.meta.kind, true, 1000, 400);
+        s.finish(third.meta.kind, true, 1000, 400, 1);
         let st = s.stats(now);
         assert_eq!(
             st,
@@ -1329,7 +1452,7 @@ mod tests {
 
     // ---- the pool's threads over the scheduler, with a stand-in for Whisper ----
 
-    fn fake_run(job: AsrJob, _greedy: bool) -> Result<AsrOutput, AsrError> {
+    fn fake_run(job: AsrJob, _greedy: bool, _threads: usize) -> Result<AsrOutput, AsrError> {
         std::thread::sleep(Duration::from_millis(20));
         let mut out = output("en", None);
         out.segments.push(AsrSegment {
@@ -1352,7 +1475,7 @@ mod tests {
     #[test]
     fn shutdown_finishes_queued_finals_and_sheds_partials() {
         // Jobs are queued before any worker runs, so all are still waiting at close.
-        let shared = Arc::new(Shared::new(64, 2, NO_SHED));
+        let shared = Arc::new(Shared::new(Scheduler::new(64, 2, NO_SHED)));
         let finals: Vec<_> = (0..6)
             .map(|i| shared.enqueue(job(C, i), meta("a", Final)).unwrap())
             .collect();
@@ -1385,7 +1508,7 @@ mod tests {
 
     #[test]
     fn closing_answers_queued_partials_shed() {
-        let shared = Arc::new(Shared::new(64, 2, NO_SHED));
+        let shared = Arc::new(Shared::new(Scheduler::new(64, 2, NO_SHED)));
         let rx = shared.enqueue(job(C, 0), meta("a", Partial)).unwrap();
         shared.close();
         assert!(matches!(rx.blocking_recv(), Ok(Err(AsrError::Shed))));
@@ -1393,7 +1516,7 @@ mod tests {
 
     #[test]
     fn submit_waits_for_room_while_enqueue_refuses() {
-        let shared = Arc::new(Shared::new(2, 1, NO_SHED));
+        let shared = Arc::new(Shared::new(Scheduler::new(2, 1, NO_SHED)));
         let queued: Vec<_> = (0..2).map(|i| shared.submit(job(C, i)).unwrap()).collect();
         assert!(matches!(
             shared.enqueue(job(C, 2), JobMeta::offline()),
