@@ -620,6 +620,9 @@ impl RunReport {
             "partials_shed": self.metric("callguard_asr_partials_shed_total"),
             "finals_shed": self.metric("callguard_asr_utterances_shed_total"),
             "finals_refused": self.metric("callguard_asr_utterances_dropped_total"),
+            "finals_degraded": self.metric("callguard_asr_utterances_degraded_total"),
+            "finals_boosted": self.metric("callguard_asr_utterances_boosted_total"),
+            "partials_aborted": self.metric("callguard_asr_partials_aborted_total"),
             "calls_refused": self.metric("callguard_calls_refused_total"),
             "asr_real_time_factor": self.metric("callguard_asr_real_time_factor"),
         })

@@ -158,6 +158,11 @@ pub fn render(hub: &Hub, pool: &AsrPool, ingest: &IngestCounters) -> String {
         a.finals_degraded,
     );
     out.counter(
+        "asr_partials_aborted_total",
+        "Partial transcripts stopped midway because a whole utterance arrived for the worker.",
+        a.partials_aborted,
+    );
+    out.counter(
         "asr_utterances_boosted_total",
         "Utterances that found every worker idle and ran with all the workers' threads.",
         a.finals_boosted,

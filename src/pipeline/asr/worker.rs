@@ -48,7 +48,7 @@
 //! accepted.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -296,6 +296,8 @@ pub struct AsrStats {
     pub finals_degraded: u64,
     /// Finals that found the pool idle and ran with every worker's threads.
     pub finals_boosted: u64,
+    /// Running partials stopped because a final arrived.
+    pub partials_aborted: u64,
     /// Queued partials replaced by a newer partial or the final of the same leg.
     pub partials_superseded: u64,
     /// Jobs that ran and ended in an error.
@@ -330,6 +332,8 @@ struct Task {
     greedy: bool,
     /// whisper.cpp threads for this job, set at pick time.
     threads: usize,
+    /// Raised to stop a running partial: whisper.cpp polls it between graph nodes.
+    abort: Arc<AtomicBool>,
 }
 
 impl Task {
@@ -356,6 +360,10 @@ struct Scheduler {
     threads_used: usize,
     /// Whether a final that finds the pool idle may take every worker's threads.
     boost: bool,
+    /// The partials being transcribed, by `seq`, with their abort flags.
+    running_partials: Vec<(u64, Arc<AtomicBool>)>,
+    /// How many of them have been told to stop and have not yet.
+    aborting: usize,
     next_seq: u64,
     closed: bool,
     stats: AsrStats,
@@ -373,6 +381,8 @@ impl Scheduler {
             threads: 1,
             threads_used: 0,
             boost: false,
+            running_partials: Vec::new(),
+            aborting: 0,
             next_seq: 0,
             closed: false,
             stats: AsrStats::default(),
@@ -439,12 +449,38 @@ impl Scheduler {
             seq,
             greedy: false,
             threads: 1,
+            abort: Arc::new(AtomicBool::new(false)),
         };
+        if task.meta.kind == JobKind::Final {
+            self.abort_running_partials();
+        }
         match task.meta.kind {
             JobKind::Final => self.finals.push(task),
             JobKind::Partial => self.partials.push(task),
         }
         Ok(())
+    }
+
+    /// A final has arrived: the partials being transcribed stop, so that the final gets
+    /// their worker (and, with the pool otherwise idle, every thread) at once. A partial is an
+    /// early look; a final is what detection acts on.
+    fn abort_running_partials(&mut self) {
+        for (_, flag) in &self.running_partials {
+            if !flag.swap(true, Ordering::Relaxed) {
+                self.aborting += 1;
+                self.stats.partials_aborted += 1;
+            }
+        }
+    }
+
+    /// A running partial has ended, answered or aborted.
+    fn partial_ended(&mut self, seq: u64) {
+        if let Some(i) = self.running_partials.iter().position(|(s, _)| *s == seq) {
+            let (_, flag) = self.running_partials.swap_remove(i);
+            if flag.load(Ordering::Relaxed) {
+                self.aborting = self.aborting.saturating_sub(1);
+            }
+        }
     }
 
     fn supersede_partial(&mut self, call_id: &str, leg: Leg) {
@@ -506,19 +542,35 @@ impl Scheduler {
                 task.greedy = true;
                 self.stats.finals_degraded += 1;
             }
-            if self.boost && self.busy == 0 && self.finals.is_empty() {
+            // Partials being aborted stop within milliseconds: they do not count as busy.
+            if self.boost && self.busy <= self.aborting && self.finals.is_empty() {
                 task.threads = self.thread_budget();
                 self.stats.finals_boosted += 1;
             }
+        }
+        if task.meta.kind == JobKind::Partial {
+            self.running_partials
+                .push((task.seq, Arc::clone(&task.abort)));
         }
         self.threads_used += task.threads;
         self.busy += 1;
         Some(task)
     }
 
-    fn finish(&mut self, kind: JobKind, ok: bool, audio_ms: u64, compute_ms: u64, threads: usize) {
+    /// A job is done; `ok` is `None` for a partial that was aborted (counted when aborted).
+    fn finish(
+        &mut self,
+        kind: JobKind,
+        ok: impl Into<Option<bool>>,
+        audio_ms: u64,
+        compute_ms: u64,
+        threads: usize,
+    ) {
         self.busy = self.busy.saturating_sub(1);
         self.threads_used = self.threads_used.saturating_sub(threads);
+        let Some(ok) = ok.into() else {
+            return;
+        };
         let s = &mut self.stats;
         match (ok, kind) {
             (false, _) => s.failed += 1,
@@ -638,24 +690,41 @@ impl Shared {
     }
 
     /// A worker's loop after start-up: runs jobs until shutdown has drained the finals.
-    fn serve(&self, mut run: impl FnMut(AsrJob, bool, usize) -> Result<AsrOutput, AsrError>) {
+    fn serve(
+        &self,
+        mut run: impl FnMut(AsrJob, bool, usize, Option<&AtomicBool>) -> Result<AsrOutput, AsrError>,
+    ) {
         while let Some(Task {
             job,
             meta,
             reply,
             greedy,
             threads,
+            abort,
+            seq,
             ..
         }) = self.next_task()
         {
             let audio_ms = job.samples.len() as u64 * 1000 / PIPELINE_RATE as u64;
             let started = Instant::now();
-            let result = run(job, greedy, threads);
+            let partial = meta.kind == JobKind::Partial;
+            let result = run(job, greedy, threads, partial.then_some(&*abort));
+            let result = match result {
+                Err(_) if abort.load(Ordering::Relaxed) => Err(AsrError::Superseded),
+                r => r,
+            };
+            let aborted = matches!(result, Err(AsrError::Superseded));
             let compute_ms = started.elapsed().as_millis() as u64;
             // Counted before answering, so a caller that reads the stats after its answer
             // sees its own job.
-            self.lock()
-                .finish(meta.kind, result.is_ok(), audio_ms, compute_ms, threads);
+            {
+                let mut sched = self.lock();
+                if partial {
+                    sched.partial_ended(seq);
+                }
+                let ok = (!aborted).then_some(result.is_ok());
+                sched.finish(meta.kind, ok, audio_ms, compute_ms, threads);
+            }
             if threads > 1 {
                 // Other workers may be waiting for the threads this job held.
                 self.work.notify_all();
@@ -809,7 +878,7 @@ fn worker_main(
         return;
     }
     let _ = ready.send(Ok(()));
-    shared.serve(|job, greedy, threads| worker.run(job, greedy, threads));
+    shared.serve(|job, greedy, threads, abort| worker.run(job, greedy, threads, abort));
 }
 
 impl Worker {
@@ -896,8 +965,14 @@ impl Worker {
     }
 
     /// Transcribes one job with `threads` threads; `greedy` overrides the beam
-    /// (transcription is behind).
-    fn run(&mut self, job: AsrJob, greedy: bool, threads: usize) -> Result<AsrOutput, AsrError> {
+    /// (transcription is behind); `abort`, once raised, stops whisper.cpp early.
+    fn run(
+        &mut self,
+        job: AsrJob,
+        greedy: bool,
+        threads: usize,
+        abort: Option<&AtomicBool>,
+    ) -> Result<AsrOutput, AsrError> {
         if job.samples.is_empty() {
             return Err(AsrError::Empty);
         }
@@ -916,6 +991,16 @@ impl Worker {
         };
         let mut params = self.params_for(&lang, greedy);
         params.set_n_threads(threads as i32);
+        if let Some(flag) = abort {
+            // SAFETY: the callback only reads the flag, which the caller keeps alive (in the
+            // task's Arc) until this job's `full` below has returned; params live no longer.
+            unsafe {
+                params.set_abort_callback(Some(abort_when_raised));
+                params.set_abort_callback_user_data(
+                    flag as *const AtomicBool as *mut std::ffi::c_void,
+                );
+            }
+        }
         params.set_audio_ctx(audio_ctx_for(samples.len()) as i32);
         let mut state = self.fresh_state()?;
         state
@@ -960,6 +1045,13 @@ impl Worker {
             compute_ms: started.elapsed().as_millis() as u64,
         })
     }
+}
+
+/// whisper.cpp's abort callback: true once the job's flag (its user data) is raised.
+unsafe extern "C" fn abort_when_raised(user_data: *mut std::ffi::c_void) -> bool {
+    // SAFETY: `Worker::run` passes a pointer to an `AtomicBool` that outlives the call.
+    let flag = unsafe { &*(user_data as *const AtomicBool) };
+    flag.load(Ordering::Relaxed)
 }
 
 /// The encoder context for an input of `n` samples: about twice its length in encoder frames
@@ -1292,6 +1384,27 @@ mod tests {
         push(&mut s, "d", C, Final, 4, t0).unwrap();
         assert_eq!(s.pop(t0).unwrap().threads, 1);
         assert_eq!(s.stats(t0).finals_boosted, 1);
+        // A final aborts a running partial and, the pool otherwise idle, takes every thread.
+        let mut s = Scheduler::new(64, 2, NO_SHED).with_boost(1);
+        push(&mut s, "a", C, Partial, 10, t0).unwrap();
+        let running = s.pop(t0).unwrap();
+        assert!(!running.abort.load(Ordering::Relaxed));
+        push(&mut s, "b", A, Final, 11, t0).unwrap();
+        assert!(running.abort.load(Ordering::Relaxed), "told to stop");
+        let final_ = s.pop(t0).unwrap();
+        assert_eq!((final_.job.start_ms, final_.threads), (11, 2));
+        s.partial_ended(running.seq);
+        s.finish(Partial, None, 1000, 10, running.threads);
+        let st = s.stats(t0);
+        assert_eq!(
+            (st.partials_aborted, st.partials_done, st.failed),
+            (1, 0, 0)
+        );
+        // Another final aborts nothing more and waits for the boosted one's threads.
+        push(&mut s, "c", C, Final, 12, t0).unwrap();
+        assert!(s.pop(t0).is_none());
+        assert_eq!(s.stats(t0).partials_aborted, 1);
+
         // A single worker has nothing to lend.
         let mut one = Scheduler::new(64, 1, NO_SHED).with_boost(2);
         push(&mut one, "a", C, Final, 0, t0).unwrap();
@@ -1452,7 +1565,12 @@ mod tests {
 
     // ---- the pool's threads over the scheduler, with a stand-in for Whisper ----
 
-    fn fake_run(job: AsrJob, _greedy: bool, _threads: usize) -> Result<AsrOutput, AsrError> {
+    fn fake_run(
+        job: AsrJob,
+        _greedy: bool,
+        _threads: usize,
+        _abort: Option<&AtomicBool>,
+    ) -> Result<AsrOutput, AsrError> {
         std::thread::sleep(Duration::from_millis(20));
         let mut out = output("en", None);
         out.segments.push(AsrSegment {
