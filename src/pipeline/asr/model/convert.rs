@@ -13,10 +13,12 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{BufWriter, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::pipeline::asr::model::ggml::{self, GgmlWriter, Hparams, ModelInfo, TensorType};
+use crate::pipeline::asr::model::ggml::{
+    self, CommitError, Hparams, ModelInfo, PendingModel, TensorType,
+};
 use crate::pipeline::asr::model::vocab::{self, VocabError};
 
 /// The CTranslate2 binary format version this reader understands.
@@ -668,17 +670,6 @@ fn ordinary_tokens(dir: &Path, n_vocab: usize) -> Result<Vec<Vec<u8>>, ConvertEr
     Ok(tokens)
 }
 
-/// Removes a temporary file unless the conversion got far enough to rename it.
-struct TempFile(Option<PathBuf>);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
 /// Converts the CTranslate2 Whisper model in `ct2_dir` into a whisper.cpp model at `out`.
 ///
 /// The file is written as `out` + `.tmp`, validated, then renamed, so `out` is either absent
@@ -700,22 +691,12 @@ pub fn convert(
     let mels = super::mel::mel_filters(h.n_mels as usize, N_FFT, SAMPLE_RATE);
     progress(ConvertProgress::Start { total: jobs.len() });
 
-    let mut tmp_name = out.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp_path = PathBuf::from(tmp_name);
+    let (pending, mut w) =
+        PendingModel::create(out).map_err(|(path, source)| ConvertError::Write { path, source })?;
     let write_err = |source| ConvertError::Write {
-        path: tmp_path.clone(),
+        path: pending.tmp().to_owned(),
         source,
     };
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| ConvertError::Write {
-            path: parent.to_owned(),
-            source,
-        })?;
-    }
-    let file = File::create(&tmp_path).map_err(write_err)?;
-    let mut guard = TempFile(Some(tmp_path.clone()));
-    let mut w = GgmlWriter::new(BufWriter::with_capacity(1 << 20, file));
     w.write_header(&h).map_err(write_err)?;
     w.write_mel_filters(h.n_mels as usize, ggml::MEL_BINS, &mels)
         .map_err(write_err)?;
@@ -730,23 +711,10 @@ pub fn convert(
         w.write_tensor(&job.name, &job.shape, job.ty, &job.src.encode(job.ty))
             .map_err(write_err)?;
     }
-    let file = w
-        .into_inner()
-        .into_inner()
-        .map_err(|e| write_err(e.into_error()))?;
-    file.sync_all().map_err(write_err)?;
-    drop(file);
-
     progress(ConvertProgress::Validating);
-    let info = ggml::validate(&tmp_path)?;
-    std::fs::rename(&tmp_path, out).map_err(|source| ConvertError::Write {
-        path: out.to_owned(),
-        source,
-    })?;
-    guard.0 = None;
-    Ok(ModelInfo {
-        path: out.to_owned(),
-        ..info
+    pending.commit(w).map_err(|e| match e {
+        CommitError::Write(path, source) => ConvertError::Write { path, source },
+        CommitError::Invalid(e) => ConvertError::Invalid(e),
     })
 }
 

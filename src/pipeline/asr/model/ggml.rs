@@ -365,6 +365,78 @@ pub fn expected_tensors(h: &Hparams) -> Vec<TensorSpec> {
     out
 }
 
+/// A model file being written beside its final place, as `out` + `.tmp`: only a whole, synced
+/// and validated file is renamed over `out`, and the temporary file is removed if anything
+/// fails first, so `out` is always either as it was or a complete model.
+pub struct PendingModel {
+    tmp: PathBuf,
+    out: PathBuf,
+    committed: bool,
+}
+
+/// Why a [`PendingModel`] could not become the model: a file operation (on the path given), or
+/// validation of what was written.
+#[derive(Debug)]
+pub enum CommitError {
+    Write(PathBuf, std::io::Error),
+    Invalid(ModelError),
+}
+
+/// The writer a [`PendingModel`] hands out.
+pub type ModelWriter = GgmlWriter<std::io::BufWriter<File>>;
+
+impl PendingModel {
+    /// Creates `out`'s folder and the temporary file; an error names the path that failed.
+    pub fn create(out: &Path) -> Result<(Self, ModelWriter), (PathBuf, std::io::Error)> {
+        let mut tmp = out.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| (parent.to_owned(), e))?;
+        }
+        let file = File::create(&tmp).map_err(|e| (tmp.clone(), e))?;
+        let w = GgmlWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        let pending = Self {
+            tmp,
+            out: out.to_owned(),
+            committed: false,
+        };
+        Ok((pending, w))
+    }
+
+    /// The temporary file, for errors met while writing it.
+    pub fn tmp(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Flushes and syncs what `w` wrote, validates it, and renames it over `out`.
+    pub fn commit(mut self, w: ModelWriter) -> Result<ModelInfo, CommitError> {
+        let file = w
+            .into_inner()
+            .into_inner()
+            .map_err(|e| CommitError::Write(self.tmp.clone(), e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| CommitError::Write(self.tmp.clone(), e))?;
+        drop(file);
+        let info = validate(&self.tmp).map_err(CommitError::Invalid)?;
+        std::fs::rename(&self.tmp, &self.out)
+            .map_err(|e| CommitError::Write(self.out.clone(), e))?;
+        self.committed = true;
+        Ok(ModelInfo {
+            path: self.out.clone(),
+            ..info
+        })
+    }
+}
+
+impl Drop for PendingModel {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 /// Writes a whisper.cpp model file section by section: [`write_header`](Self::write_header),
 /// [`write_mel_filters`](Self::write_mel_filters), [`write_vocab`](Self::write_vocab), then
 /// one [`write_tensor`](Self::write_tensor) per tensor. The caller keeps that order.
@@ -875,6 +947,46 @@ mod tests {
         let s = e.to_string();
         assert!(!s.contains('\n'), "{s}");
         s
+    }
+
+    #[test]
+    fn a_pending_model_replaces_the_old_one_only_when_whole_and_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("sub/ggml-x.bin");
+        let tmp = dir.path().join("sub/ggml-x.bin.tmp");
+        let h = tiny_hparams();
+
+        // A valid model written through it lands at `out`; the folder is made on the way.
+        let good = dir.path().join("good.bin");
+        write_model(&good, &h);
+        let bytes = std::fs::read(&good).unwrap();
+        let (pending, mut w) = PendingModel::create(&out).unwrap();
+        assert!(tmp.exists());
+        std::io::Write::write_all(&mut w.w, &bytes).unwrap();
+        let info = pending.commit(w).unwrap();
+        assert_eq!((info.path.as_path(), info.hparams), (out.as_path(), h));
+        assert!(!tmp.exists());
+
+        // A truncated one fails validation: the old model stays, the temporary file goes.
+        let (pending, mut w) = PendingModel::create(&out).unwrap();
+        std::io::Write::write_all(&mut w.w, &bytes[..bytes.len() / 2]).unwrap();
+        let err = pending.commit(w).unwrap_err();
+        assert!(matches!(err, CommitError::Invalid(_)), "{err:?}");
+        assert!(!tmp.exists());
+        assert_eq!(std::fs::read(&out).unwrap(), bytes);
+
+        // Given up halfway (an error while writing): dropped, nothing is left behind.
+        let (pending, _w) = PendingModel::create(&out).unwrap();
+        drop(pending);
+        assert!(!tmp.exists());
+        assert_eq!(std::fs::read(&out).unwrap(), bytes);
+
+        // A folder that cannot be made is named in the error.
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let (path, _) = PendingModel::create(&dir.path().join("file/m.bin"))
+            .err()
+            .unwrap();
+        assert_eq!(path, dir.path().join("file"));
     }
 
     #[test]
