@@ -21,7 +21,14 @@ fn report(r: &Run) -> Value {
     serde_json::from_str(line).expect("the report is JSON")
 }
 
+/// One bench at a time: each starts a daemon whose Whisper pool is sized for the whole machine,
+/// so two at once would measure each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn bench(ingest: &str) -> Value {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     fixture("en-manager-churn.wav");
     let model = model();
     let r = run(&[
@@ -65,8 +72,12 @@ fn bench(ingest: &str) -> Value {
     assert_eq!(v["prompts_received"], 2, "{v}");
     assert_eq!(v["false_prompts"], 0, "{v}");
     let finals = &v["final_lag_s"];
-    // Five turns per call, both calls: most of them transcribed.
-    assert!(finals["n"].as_u64().unwrap() >= 6, "{v}");
+    // Five turns per call, both legs, both calls: every final line is either seen with its lag
+    // or counted as shed (a slow or busy machine is past capacity even at two calls, and
+    // then shedding is the policy working).
+    let seen = finals["n"].as_u64().unwrap();
+    let shed = v["finals_shed"].as_f64().unwrap() as u64;
+    assert!(seen >= 2 && seen + shed >= 10, "{v}");
     let p50 = finals["p50"].as_f64().unwrap();
     assert!(p50 > 0.0 && p50 <= finals["max"].as_f64().unwrap(), "{v}");
     assert!(v["cpu_cores"].as_f64().unwrap() > 0.0, "{v}");

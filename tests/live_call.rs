@@ -26,9 +26,13 @@ async fn stream_call(
     audio: &callguard::pipeline::audio::wav::DecodedAudio,
     gap: Option<(usize, u64)>,
 ) -> (callguard::pipeline::call::CallOutcome, Vec<Event>) {
+    // Streamed as fast as the task takes it, the call is many times real time: the overload
+    // policy would rightly skip words (its own tests are in the worker's scheduler); here
+    // every utterance must be transcribed.
     let cfg = Config {
         asr: callguard::pipeline::asr::AsrConfig {
             model: model(),
+            shed_finals_after_ms: 0,
             ..Default::default()
         },
         ..Default::default()

@@ -815,7 +815,7 @@ pub(super) fn run(args: BenchLiveArgs) -> Result<()> {
     if counts.len() > 1 {
         match best {
             Some(n) => println!(
-                "capacity: {n} calls (largest run with final lag p95 <= {} s, prompt p95 <= {} s, no prompt lost)",
+                "capacity: {n} call(s) (the largest run with final lag p95 <= {} s, prompt p95 <= {} s, no prompt lost)",
                 args.goal_final_p95, args.goal_prompt_p95
             ),
             None => println!("capacity: no run met the goal"),

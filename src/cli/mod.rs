@@ -368,6 +368,9 @@ pub enum ModelCommand {
         /// Reinstall even when a valid model is present.
         #[arg(long)]
         force: bool,
+        /// Also write a quantised copy next to it, models/ggml-NAME-q8_0.bin (or q5_0).
+        #[arg(long, value_name = "TYPE", value_parser = model::quant_type_parser())]
+        quantize: Option<crate::pipeline::asr::model::quantize::QuantType>,
     },
     /// Convert a CTranslate2 (faster-whisper) model folder to a whisper.cpp ggml file.
     Convert {
@@ -375,6 +378,17 @@ pub enum ModelCommand {
         ct2_dir: PathBuf,
         /// Output ggml file.
         out: PathBuf,
+    },
+    /// Write a quantised (q8_0 or q5_0) copy of an f16 or f32 ggml model.
+    Quantize {
+        /// The float ggml model, e.g. models/ggml-base.bin.
+        input: PathBuf,
+        /// Output ggml file, e.g. models/ggml-base-q8_0.bin.
+        output: PathBuf,
+        /// Block format of the matrices: q8_0 (about half the size of f16, near-identical
+        /// transcripts) or q5_0 (about a third).
+        #[arg(long = "type", value_name = "TYPE", value_parser = model::quant_type_parser())]
+        to: crate::pipeline::asr::model::quantize::QuantType,
     },
     /// Show installed models with their size and hyperparameters.
     List {
@@ -407,10 +421,13 @@ pub fn main() -> ExitCode {
 
 fn init_tracing(verbose: u8) {
     // whisper.cpp logs through its own hooks; send them into tracing so -v controls them.
+    // Its lines are for debugging (-vv): every failure that matters comes back as an error
+    // that callguard reports itself, with its call, and a partial transcript stopped because
+    // a whole utterance needed the worker reads there as "failed to encode".
     whisper_rs::install_logging_hooks();
     let default = match verbose {
-        0 => "warn,whisper_rs=error",
-        1 => "info,whisper_rs=warn",
+        0 => "warn,whisper_rs=off",
+        1 => "info,whisper_rs=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

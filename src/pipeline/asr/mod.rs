@@ -71,7 +71,8 @@ pub struct AsrConfig {
     /// for a worker is skipped (counted on /metrics), its customer's after twice as long, a
     /// watched call's agent and customer after three and four times, an escalating call's
     /// never, so that transcription lag stays bounded and the words prompts come from are
-    /// kept. 0 never skips (1000..60000 otherwise).
+    /// kept. 0 turns this policy off, and with it the greedy decoding of calm calls' words
+    /// when behind (1000..60000 otherwise).
     pub shed_finals_after_ms: u32,
     /// Live calls: while someone is still speaking, a partial transcript of the utterance so
     /// far is made about this often (ms, 250..10000); 0 turns partials off. Partials cost

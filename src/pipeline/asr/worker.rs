@@ -34,12 +34,14 @@
 //! - a partial that has waited over [`PARTIAL_MAX_WAIT`] is answered `Shed` instead of run
 //!   (`partials_shed`);
 //! - behind (as many finals waiting as there are workers), a calm call's final is decoded
-//!   greedily rather than with the beam (`finals_degraded`);
+//!   greedily rather than with the beam (`finals_degraded`), unless the policy is off
+//!   (`asr.shed_finals_after_ms = 0`);
 //! - past capacity, finals of live calls are shed by worth so that the lag of the rest stays
 //!   bounded instead of growing without end: a calm call's agent final that has waited over
 //!   `asr.shed_finals_after_ms` is answered `Shed` (`finals_shed`), its customer's after twice
 //!   that, a watched call's after three and four times that, an escalating call's never.
-//!   Offline jobs are never shed. The raised-voice detector does not go through this queue at
+//!   Offline jobs are never shed, nor a call's words while it is alone in the queue (a burst
+//!   faster than real time competes with nobody). The raised-voice detector does not go through this queue at
 //!   all, so loud calls still rise to `watch` and out of the shedding;
 //! - a refused job leaves the queue as it was.
 //!
@@ -500,7 +502,12 @@ impl Scheduler {
         self.partials = fresh;
         self.shed_all(stale);
         let calm = self.shed_after;
-        if calm.is_zero() {
+        // Shedding a call's words protects the other calls' lag. A call alone in the queue
+        // (a burst: audio arriving faster than real time, as after a network stall) competes
+        // with nobody, so it keeps every word and merely runs late.
+        let first = self.finals.first().map(|t| &t.meta.call_id);
+        let alone = self.finals.iter().all(|t| Some(&t.meta.call_id) == first);
+        if calm.is_zero() || alone {
             return;
         }
         let (overdue, keep): (Vec<Task>, Vec<Task>) =
@@ -538,7 +545,11 @@ impl Scheduler {
             // Behind: as many finals still waiting as there are workers. A calm call's words
             // are then decoded greedily, which is cheaper and nearly as good, so that the
             // queue drains before anything has to be shed.
-            if task.meta.live && task.meta.risk.rank() == 0 && self.finals.len() >= self.workers {
+            if task.meta.live
+                && !self.shed_after.is_zero()
+                && task.meta.risk.rank() == 0
+                && self.finals.len() >= self.workers
+            {
                 task.greedy = true;
                 self.stats.finals_degraded += 1;
             }
@@ -1315,9 +1326,27 @@ mod tests {
 
         // A call that rises to watch while its final waits gets the longer allowance.
         let mut rx = push_meta(&mut s, calm.clone(), A, 7, t0 + ms(13_000)).unwrap();
+        push(&mut s, "other", C, Final, 8, t0 + ms(13_000)).unwrap();
         calm.risk.set(Level::Watch);
         assert_eq!(drain(&mut s, t0 + ms(21_000)), [7]);
         assert_eq!(answered(&mut rx), None);
+        assert_eq!(
+            s.stats(t0 + ms(21_000)).finals_shed,
+            7,
+            "the other call's customer"
+        );
+
+        // A call alone in the queue (a burst faster than real time) keeps every word,
+        // however late; once another call queues, its overdue words go.
+        let mut rx = push_meta(&mut s, calm.clone(), A, 9, t0 + ms(22_000)).unwrap();
+        push_meta(&mut s, calm.clone(), C, 10, t0 + ms(22_000)).unwrap();
+        push_meta(&mut s, calm.clone(), C, 11, t0 + ms(60_000)).unwrap();
+        assert_eq!(s.stats(t0 + ms(60_000)).finals_shed, 7);
+        assert_eq!(answered(&mut rx), None);
+        push(&mut s, "late", C, Final, 12, t0 + ms(60_000)).unwrap();
+        assert_eq!(drain(&mut s, t0 + ms(60_000)), [11, 12]);
+        assert_eq!(s.stats(t0 + ms(60_000)).finals_shed, 9);
+        assert_eq!(answered(&mut rx).as_deref(), Some("Shed"));
 
         // Zero turns shedding off.
         let mut never = Scheduler::new(64, 2, NO_SHED);
@@ -1328,7 +1357,7 @@ mod tests {
     #[test]
     fn behind_calm_finals_decode_greedily_risky_and_offline_ones_keep_the_beam() {
         let t0 = Instant::now();
-        let mut s = Scheduler::new(64, 2, NO_SHED);
+        let mut s = Scheduler::new(64, 2, Duration::from_secs(60));
         let hot = meta("hot", Final);
         hot.risk.set(Level::Escalate);
         push_meta(&mut s, hot, C, 0, t0).unwrap();
@@ -1355,6 +1384,13 @@ mod tests {
             ]
         );
         assert_eq!(s.stats(t0).finals_degraded, 3);
+
+        // With the overload policy off, nothing is degraded either.
+        let mut off = Scheduler::new(64, 2, NO_SHED);
+        for id in 0..4 {
+            push(&mut off, "calm", C, Final, id, t0).unwrap();
+        }
+        assert!(std::iter::from_fn(|| off.pop(t0)).all(|t| !t.greedy));
     }
 
     #[test]
