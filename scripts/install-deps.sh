@@ -8,8 +8,9 @@
 #   chromium, fonts-wqy-microhei  the browser test of the web screens (with a CJK font, so
 #                         Chinese renders in its screenshots); nodejs and npm when node is missing
 #   firefox-esr  the same screens in Firefox (tests/web_ui_firefox.rs, over WebDriver BiDi)
+#   nats-server  the cluster tests (tests/cluster_e2e.rs): JetStream, started by the tests
 set -euo pipefail
-packages=(cmake g++ libclang-dev libasound2-dev pkg-config espeak-ng sox libsox-fmt-all chromium firefox-esr fonts-wqy-microhei)
+packages=(cmake g++ libclang-dev libasound2-dev pkg-config espeak-ng sox libsox-fmt-all chromium firefox-esr fonts-wqy-microhei nats-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

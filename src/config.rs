@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::ClusterConfig;
 use crate::ingest::device::DeviceConfig;
 use crate::pipeline::asr::AsrConfig;
 use crate::pipeline::audio::AudioConfig;
@@ -52,6 +53,7 @@ pub struct Config {
     pub device: DeviceConfig,
     pub store: StoreConfig,
     pub redact: RedactConfig,
+    pub cluster: ClusterConfig,
 }
 
 impl Config {
@@ -87,6 +89,7 @@ impl Config {
         self.device.validate().map_err(ConfigError::Invalid)?;
         self.store.validate().map_err(ConfigError::Invalid)?;
         self.redact.validate().map_err(ConfigError::Invalid)?;
+        self.cluster.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

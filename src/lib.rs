@@ -27,12 +27,14 @@
 //! | sinks    | `sinks::hub`           | live state and fan-out to screens, the `/ws` protocol, access tokens |
 //! | sinks    | `sinks::recorder`      | a call's recording on its own thread |
 //! | sinks    | `sinks::egress`        | the one way out of a call: redact, silence, store, show |
+//! | cluster  | `cluster`              | NATS JetStream between processes: the connection, the wire format, the edge's remote Whisper queue, the asr role |
 //! | http     | `http`                 | the router: `/ws`, the review API, the screens, `/metrics` |
 //! | config   | `config`               | the TOML file: each stage's section, gathered and validated |
 //! | daemon   | `daemon`               | `serve`: wiring, hosting calls, housekeeping, shutdown |
 //! | cli      | `cli`                  | one file per subcommand; printing lives here; `main.rs` only calls it |
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod domain;

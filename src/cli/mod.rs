@@ -235,6 +235,17 @@ pub struct ServeArgs {
     /// a proxy in front changes the Host header; Twilio signs the URL it used.
     #[arg(long)]
     pub public_url: Option<String>,
+    /// Join a cluster through this NATS server (e.g. nats://10.0.0.5:4222), overriding the
+    /// config's [cluster] nats. See docs/cluster.md.
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// What this process runs: all (the default), edge (ingest, detection, screens, store;
+    /// Whisper on asr nodes) or asr (Whisper workers for the cluster). edge and asr need NATS.
+    #[arg(long, value_enum, default_value = "all")]
+    pub role: crate::cluster::Role,
+    /// This process's name in the cluster, unique per process (default: role, host and pid).
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
 fn parse_leg(s: &str) -> Result<crate::domain::leg::Leg, String> {

@@ -33,6 +33,9 @@ pub(super) fn run(args: ServeArgs) -> Result<()> {
         audiosocket_agent: args.audiosocket_agent,
         twilio_auth_token: args.twilio_auth_token.filter(|t| !t.is_empty()),
         public_url: args.public_url,
+        role: args.role,
+        nats: args.nats,
+        node: args.node,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

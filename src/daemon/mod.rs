@@ -27,6 +27,8 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::Role;
+use crate::cluster::remote::RemoteAsr;
 use crate::config::Config;
 use crate::domain::leg::Leg;
 use crate::http::{AppState, router};
@@ -36,7 +38,7 @@ use crate::ingest::tcp::AudiosocketListeners;
 use crate::ingest::ws::{TwilioAuth, WsIngest};
 use crate::ingest::{CallHost, IngestCounters};
 use crate::pipeline::asr::LanguageSetting;
-use crate::pipeline::asr::worker::{AsrPool, Model, WorkerSettings};
+use crate::pipeline::asr::worker::{AsrPool, Model, Transcriber, WorkerSettings};
 use crate::pipeline::call::CallContext;
 use crate::sinks::egress::Egress;
 use crate::sinks::hub::auth::TokenStore;
@@ -73,6 +75,12 @@ pub struct ServeOptions {
     /// The public base URL Twilio connects to (`wss://callguard.example.com`), when a proxy
     /// in front rewrites the Host header; the signature covers the URL Twilio used.
     pub public_url: Option<String>,
+    /// Which parts run (`--role`); anything but `all` needs NATS.
+    pub role: Role,
+    /// The NATS server (`--nats`), overriding `[cluster] nats`.
+    pub nats: Option<String>,
+    /// This process's name in the cluster (`--node`); default: role, host and pid.
+    pub node: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -91,6 +99,9 @@ impl Default for ServeOptions {
             audiosocket_agent: None,
             twilio_auth_token: None,
             public_url: None,
+            role: Role::All,
+            nats: None,
+            node: None,
         }
     }
 }
@@ -108,11 +119,26 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// Runs the daemon until `shutdown` is cancelled. `ready` receives the bound address once the
 /// server accepts connections (port 0 in tests).
 pub async fn run(
-    cfg: Config,
+    mut cfg: Config,
     opts: ServeOptions,
     shutdown: CancellationToken,
     ready: Option<oneshot::Sender<SocketAddr>>,
 ) -> Result<()> {
+    if let Some(url) = &opts.nats {
+        cfg.cluster.nats = url.clone();
+        cfg.cluster
+            .validate()
+            .map_err(crate::config::ConfigError::Invalid)?;
+    }
+    if cfg.cluster.nats.is_empty() && opts.role != Role::All {
+        anyhow::bail!(
+            "--role {:?} needs a NATS server: --nats URL or [cluster] nats",
+            opts.role
+        );
+    }
+    if opts.role == Role::Asr {
+        return run_asr(cfg, opts, shutdown).await;
+    }
     let data_dir = opts.data_dir.clone();
     let recordings = data_dir.join(crate::sinks::store::recording::RECORDINGS_DIR);
     // The store before anything else that takes time: a second daemon on the same data folder
@@ -138,13 +164,62 @@ pub async fn run(
     let device_cfg = cfg.device.clone();
     let device = blocking(move || Ok(DeviceSource::from_config(&device_cfg)?)).await?;
     let pipeline_cfg = cfg.pipeline();
-    let (pool, lexicon) = blocking(move || {
-        let model = Model::load(&pipeline_cfg.asr.model)?;
-        let pool = AsrPool::start(model, WorkerSettings::from_config(&pipeline_cfg.asr))?;
+    // An edge loads no model: its utterances go to the asr nodes.
+    let local_whisper = opts.role == Role::All;
+    let (local, lexicon) = blocking(move || {
+        let pool = if local_whisper {
+            let model = Model::load(&pipeline_cfg.asr.model)?;
+            let pool = AsrPool::start(model, WorkerSettings::from_config(&pipeline_cfg.asr))?;
+            Some(Arc::new(pool))
+        } else {
+            None
+        };
         let lexicon = pipeline_cfg.detect.load_lexicon()?;
-        Ok((Arc::new(pool), lexicon))
+        Ok((pool, lexicon))
     })
     .await?;
+    // With NATS, calls send their utterances to the cluster's asr nodes (this process is one
+    // of them in role `all`); without, straight to the local pool. Both stop after the calls
+    // have drained, since draining calls still wait for transcripts.
+    let cluster_stop = CancellationToken::new();
+    let cluster_tasks = TaskTracker::new();
+    let pool: Arc<dyn Transcriber> = if cfg.cluster.nats.is_empty() {
+        local.clone().context("the local Whisper pool")?
+    } else {
+        let node = opts
+            .node
+            .clone()
+            .unwrap_or_else(|| crate::cluster::default_node_name(opts.role));
+        let client = crate::cluster::connect(&cfg.cluster, &node).await?;
+        crate::cluster::ensure_streams(&async_nats::jetstream::new(client.clone()), &cfg.cluster)
+            .await?;
+        if let Some(local) = &local {
+            let (client, cluster, local, node, stop) = (
+                client.clone(),
+                cfg.cluster.clone(),
+                Arc::clone(local),
+                node.clone(),
+                cluster_stop.clone(),
+            );
+            cluster_tasks.spawn(async move {
+                if let Err(e) =
+                    crate::cluster::node::run_asr_node(client, cluster, local, node, stop).await
+                {
+                    tracing::error!(error = %e, "this process's asr node stopped");
+                }
+            });
+        }
+        tracing::info!(%node, nats = %cfg.cluster.nats, role = ?opts.role, "joined the cluster");
+        RemoteAsr::start(
+            client,
+            &cfg.cluster,
+            &node,
+            cfg.asr.max_queued_utterances,
+            cluster_stop.clone(),
+        )
+        .await
+        .context("subscribing to transcripts")?
+    };
     let replays = open_replays(&opts, cfg.audio.stereo_legs).await?;
     let ctx = Arc::new(CallContext {
         lexicon,
@@ -251,6 +326,9 @@ pub async fn run(
         tracing::error!(error = %e, "store not flushed");
     }
     screens_stop.cancel();
+    cluster_stop.cancel();
+    cluster_tasks.close();
+    cluster_tasks.wait().await;
     tracker.close();
     tracker.wait().await;
     drop((store, host));
@@ -261,6 +339,36 @@ pub async fn run(
         Ok(Err(e)) => Err(e).context("http server"),
         Err(e) => Err(e).context("http server task"),
     }
+}
+
+/// The asr role: Whisper workers for the cluster, nothing else (no HTTP, no store). Runs
+/// until `shutdown`, then finishes and acks the utterances it holds.
+async fn run_asr(cfg: Config, opts: ServeOptions, shutdown: CancellationToken) -> Result<()> {
+    let asr = cfg.asr.clone();
+    let pool = blocking(move || {
+        let model = Model::load(&asr.model)?;
+        Ok(Arc::new(AsrPool::start(
+            model,
+            WorkerSettings::from_config(&asr),
+        )?))
+    })
+    .await?;
+    let node = opts
+        .node
+        .clone()
+        .unwrap_or_else(|| crate::cluster::default_node_name(Role::Asr));
+    let client = crate::cluster::connect(&cfg.cluster, &node).await?;
+    crate::cluster::node::run_asr_node(
+        client,
+        cfg.cluster.clone(),
+        Arc::clone(&pool),
+        node,
+        shutdown,
+    )
+    .await?;
+    // The pool finishes what it holds as it drops (off the runtime: it joins threads).
+    let _ = tokio::task::spawn_blocking(move || drop(pool)).await;
+    Ok(())
 }
 
 /// Reads the recordings to replay (blocking file work, off the runtime), each named

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use crate::ingest::IngestCounters;
-use crate::pipeline::asr::worker::AsrPool;
+use crate::pipeline::asr::worker::Transcriber;
 use crate::sinks::hub::state::Hub;
 
 /// Accumulates the exposition text.
@@ -29,7 +29,7 @@ impl Exposition {
 }
 
 /// The exposition text for one scrape.
-pub fn render(hub: &Hub, pool: &AsrPool, ingest: &IngestCounters) -> String {
+pub fn render(hub: &Hub, pool: &dyn Transcriber, ingest: &IngestCounters) -> String {
     let mut out = Exposition(String::with_capacity(4096));
     let c = &hub.counters;
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);

@@ -25,7 +25,7 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::IngestCounters;
-use crate::pipeline::asr::worker::AsrPool;
+use crate::pipeline::asr::worker::Transcriber;
 use crate::sinks::hub::state::Hub;
 use crate::sinks::store::StoreHandle;
 
@@ -40,7 +40,7 @@ pub struct AppState {
     /// Screens close when this is cancelled: after the calls have drained.
     pub screens_stop: CancellationToken,
     /// For `/metrics`.
-    pub pool: Arc<AsrPool>,
+    pub pool: Arc<dyn Transcriber>,
     pub ingest: Arc<IngestCounters>,
 }
 
@@ -61,7 +61,7 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::render(&state.hub, &state.pool, &state.ingest),
+        metrics::render(&state.hub, state.pool.as_ref(), &state.ingest),
     )
         .into_response()
 }

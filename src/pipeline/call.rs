@@ -32,7 +32,7 @@ use crate::domain::leg::{AudioChunk, Leg, PIPELINE_RATE, samples_to_ms};
 use crate::domain::signal::Signal;
 use crate::pipeline::asr::LanguageSetting;
 use crate::pipeline::asr::worker::{
-    AsrError, AsrJob, AsrOutput, AsrPool, CallRisk, JobKind, JobMeta, LegLanguage,
+    AsrError, AsrJob, AsrOutput, CallRisk, JobKind, JobMeta, LegLanguage, Transcriber,
 };
 use crate::pipeline::assess::CallAssessor;
 use crate::pipeline::audio::resample::{ResampleError, StreamResampler, output_len_u64};
@@ -44,7 +44,7 @@ use crate::pipeline::segment::{Segmenter, Utterance};
 /// What every live call shares.
 pub struct CallContext {
     pub cfg: PipelineConfig,
-    pub pool: Arc<AsrPool>,
+    pub pool: Arc<dyn Transcriber>,
     pub lexicon: Arc<Lexicon>,
     /// Overrides the config's language for every call (`serve --lang`); a source's metadata
     /// language overrides both.
@@ -127,7 +127,7 @@ pub async fn run_call(
 /// The call's side of the Whisper queue: its jobs in flight and its priority.
 struct Jobs {
     set: JoinSet<AsrResult>,
-    pool: Arc<AsrPool>,
+    pool: Arc<dyn Transcriber>,
     call_id: Arc<str>,
     /// The call's risk level, which orders its jobs in the queue and keeps its words when
     /// transcription is past capacity.

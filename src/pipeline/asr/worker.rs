@@ -90,6 +90,10 @@ pub enum AsrError {
     Closed,
     #[error("no audio to transcribe")]
     Empty,
+    /// Remote transcription (a cluster): no Whisper node answered in time, or the message
+    /// bus is unreachable.
+    #[error("transcription unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Which language to transcribe a job in.
@@ -218,7 +222,7 @@ impl CallRisk {
     }
 
     /// 0 calm, 1 watch, 2 escalate.
-    fn rank(&self) -> u8 {
+    pub fn rank(&self) -> u8 {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -754,6 +758,26 @@ impl Shared {
 
 /// Where a job's answer arrives.
 pub type AsrReceiver = oneshot::Receiver<Result<AsrOutput, AsrError>>;
+
+/// Where live calls send their utterances: the local [`AsrPool`], or Whisper workers on other
+/// machines (`cluster`). Either way `enqueue` never waits, and every accepted job gets exactly
+/// one answer.
+pub trait Transcriber: Send + Sync {
+    /// Queues a job without waiting; see [`AsrPool::enqueue`].
+    fn enqueue(&self, job: AsrJob, meta: JobMeta) -> Result<AsrReceiver, AsrError>;
+    /// The queue and counters now, for `/metrics`.
+    fn stats(&self) -> AsrStats;
+}
+
+impl Transcriber for AsrPool {
+    fn enqueue(&self, job: AsrJob, meta: JobMeta) -> Result<AsrReceiver, AsrError> {
+        AsrPool::enqueue(self, job, meta)
+    }
+
+    fn stats(&self) -> AsrStats {
+        AsrPool::stats(self)
+    }
+}
 
 /// A fixed set of transcription threads sharing one model, fed by the scheduler.
 pub struct AsrPool {
