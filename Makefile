@@ -4,7 +4,7 @@ CARGO ?= cargo
 MODEL ?= base
 FIXTURES := tests/scenarios/audio
 
-.PHONY: all deps build release model fixtures browser-deps demo demo-offline test screenshots eval bench bench-rtf bench-live bench-load bench-gpu lint clean
+.PHONY: all deps build release model fixtures browser-deps demo demo-offline test screenshots eval bench bench-rtf bench-live bench-load bench-gpu bench-cluster lint clean
 
 all: build
 
@@ -88,6 +88,11 @@ bench-load: model fixtures
 # The same on an NVIDIA GPU (needs the CUDA toolkit): builds with --features cuda.
 bench-gpu: deps
 	@scripts/bench-gpu.sh
+
+# The harness against a cluster on this machine: nats-server, asr processes, an edge
+# (docs/cluster.md). CALLS=1,4 NODES=2 SECONDS=60 change it.
+bench-cluster: deps
+	@scripts/bench-cluster.sh $(or $(CALLS),1,4) $(or $(NODES),1) $(or $(SECONDS),60)
 
 lint:
 	$(CARGO) fmt --check
