@@ -25,8 +25,11 @@ pub const FINAL_SUBJECT: &str = "callguard.utt.final";
 pub const PARTIAL_SUBJECT: &str = "callguard.utt.partial";
 /// The queue group every asr node's partial subscription joins.
 pub const ASR_GROUP: &str = "callguard-asr";
-/// Answers go to `callguard.asr.reply.<edge node>`.
+/// Answers go to `callguard.asr.reply.<edge node>`, stored in [`REPLY_STREAM`] so that an
+/// answer published while its edge is reconnecting waits for it instead of vanishing.
 pub const REPLY_PREFIX: &str = "callguard.asr.reply";
+/// The JetStream stream holding answers until their edge has read them.
+pub const REPLY_STREAM: &str = "CALLGUARD_REPLIES";
 
 /// The consumer (shared by every asr node) for finals of one rank.
 pub fn final_consumer(rank: u8) -> String {
@@ -197,6 +200,16 @@ pub async fn ensure_streams(
         })
         .await
         .map_err(|e| err("stream")(e.to_string()))?;
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: REPLY_STREAM.into(),
+        subjects: vec![format!("{REPLY_PREFIX}.*")],
+        storage: jetstream::stream::StorageType::File,
+        // Read within seconds by a live edge; kept a while for one reconnecting.
+        max_age: Duration::from_secs(600),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| err("reply stream")(e.to_string()))?;
     for rank in 0..3u8 {
         let name = final_consumer(rank);
         stream

@@ -194,13 +194,19 @@ async fn transcribe_final(
     let Ok(bytes) = serde_json::to_vec(&reply) else {
         return;
     };
-    // Acked only once the answer has reached the server: dying before this costs a
-    // redelivery (and the edge ignores a second answer), never the words.
-    if client.publish(header.reply_to, bytes.into()).await.is_err() || client.flush().await.is_err()
-    {
+    // Acked only once JetStream has stored the answer (until its edge reads it, even across
+    // a reconnection): dying before this costs a redelivery (and the edge ignores a second
+    // answer), never the words.
+    let js = jetstream::new(client);
+    let stored = match js.publish(header.reply_to, bytes.into()).await {
+        Ok(ack) => ack.await.is_ok(),
+        Err(_) => false,
+    };
+    if !stored {
         let _ = msg.ack_with(AckKind::Nak(None)).await;
         return;
     }
+
     if let Err(e) = msg.ack().await {
         tracing::warn!(error = %e, job = %header.id, "ack lost: the utterance may be transcribed twice");
     }

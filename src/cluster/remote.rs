@@ -8,6 +8,10 @@
 //! pending jobs; the first answer with its id completes it and a later duplicate (a
 //! redelivered utterance answered twice) is ignored. A job with no answer in time is answered
 //! `Unavailable` (finals, counted as refused) or `Shed` (partials): calls never wait forever.
+//! Answers come through a durable JetStream consumer, so one published while this edge was
+//! reconnecting waits for it. When NATS comes back after an outage, every final still
+//! unanswered is sent again under a new message id, since a server that died may have lost
+//! it (or its answer); the first answer wins.
 //!
 //! It does not order, shed or degrade: the asr nodes' own scheduler does, by the call's risk
 //! sent with each utterance. It does not retry a final itself: JetStream redelivers.
@@ -23,7 +27,9 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::wire::{self, JobHeader, WireKind};
-use crate::cluster::{ClusterConfig, FINAL_SUBJECT, PARTIAL_SUBJECT, REPLY_PREFIX};
+use crate::cluster::{
+    ClusterConfig, ClusterError, FINAL_SUBJECT, PARTIAL_SUBJECT, REPLY_PREFIX, REPLY_STREAM,
+};
 use crate::pipeline::asr::worker::{
     AsrError, AsrJob, AsrOutput, AsrReceiver, AsrStats, JobKind, JobMeta, Transcriber,
 };
@@ -33,6 +39,8 @@ struct Pending {
     kind: JobKind,
     sent: Instant,
     audio_ms: u64,
+    /// A final's subject and message, kept to send again after NATS comes back.
+    resend: Option<(String, Arc<Vec<u8>>)>,
 }
 
 #[derive(Default)]
@@ -76,15 +84,37 @@ impl RemoteAsr {
         node: &str,
         max_finals: usize,
         stop: CancellationToken,
-    ) -> Result<Arc<Self>, async_nats::SubscribeError> {
+    ) -> Result<Arc<Self>, ClusterError> {
         let reply_to = format!("{REPLY_PREFIX}.{node}");
-        let mut answers = client.subscribe(reply_to.clone()).await?;
+        let js = jetstream::new(client.clone());
+        let jerr = |what| move |e: String| ClusterError::JetStream { what, message: e };
+        let durable = format!("edge-{node}");
+        let consumer: jetstream::consumer::PullConsumer = js
+            .get_stream(REPLY_STREAM)
+            .await
+            .map_err(|e| jerr("reply stream")(e.to_string()))?
+            .get_or_create_consumer(
+                &durable,
+                jetstream::consumer::pull::Config {
+                    durable_name: Some(durable.clone()),
+                    filter_subject: reply_to.clone(),
+                    // Answers for an earlier run of this node name are of no use.
+                    deliver_policy: jetstream::consumer::DeliverPolicy::New,
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    // An edge gone for an hour (a pid-named one that will not return) is
+                    // forgotten by the server.
+                    inactive_threshold: Duration::from_secs(3600),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| jerr("reply consumer")(e.to_string()))?;
         let run = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
         let me = Arc::new(Self {
-            js: jetstream::new(client.clone()),
+            js,
             client,
             reply_to,
             id_prefix: format!("{node}-{run:x}-"),
@@ -97,25 +127,62 @@ impl RemoteAsr {
         let table = Arc::clone(&me.table);
         let stop_answers = stop.clone();
         tokio::spawn(async move {
-            loop {
-                let msg = tokio::select! {
-                    m = answers.next() => m,
-                    () = stop_answers.cancelled() => break,
+            // The durable consumer survives NATS restarts: when its message stream ends or
+            // fails, it is opened again where it left off.
+            while !stop_answers.is_cancelled() {
+                let mut answers = match consumer.messages().await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read transcripts yet: retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                            () = stop_answers.cancelled() => break,
+                        }
+                    }
                 };
-                let Some(msg) = msg else { break };
-                match wire::decode_reply(&msg.payload) {
-                    Ok(r) => answer(&table, r),
-                    Err(e) => tracing::warn!(error = %e, "unreadable transcript answer ignored"),
+                loop {
+                    let msg = tokio::select! {
+                        m = answers.next() => m,
+                        () = stop_answers.cancelled() => break,
+                    };
+                    let msg = match msg {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "transcript stream interrupted");
+                            continue;
+                        }
+                        None => break,
+                    };
+                    match wire::decode_reply(&msg.payload) {
+                        Ok(r) => answer(&table, r),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable transcript answer ignored")
+                        }
+                    }
+                    let _ = msg.ack().await;
                 }
             }
         });
         let sweeper = Arc::clone(&me);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut down_since: Option<Instant> = None;
             loop {
                 tokio::select! {
-                    _ = tick.tick() => sweeper.time_out(Instant::now()),
+                    _ = tick.tick() => {}
                     () = stop.cancelled() => break,
+                }
+                let now = Instant::now();
+                sweeper.time_out(now);
+                let connected =
+                    sweeper.client.connection_state() == async_nats::connection::State::Connected;
+                match (connected, down_since) {
+                    (false, None) => down_since = Some(now),
+                    (true, Some(_)) => {
+                        down_since = None;
+                        sweeper.resend_unanswered(now);
+                    }
+                    _ => {}
                 }
             }
         });
@@ -214,6 +281,8 @@ impl Transcriber for RemoteAsr {
         };
         let audio_ms = job.samples.len() as u64 * 1000 / 16_000;
         let payload = wire::encode_job(&header, &job);
+        let final_msg = (meta.kind == JobKind::Final)
+            .then(|| (format!("{FINAL_SUBJECT}.{rank}"), Arc::new(payload.clone())));
         let (tx, rx) = oneshot::channel();
         {
             let mut t = lock(&self.table);
@@ -228,6 +297,7 @@ impl Transcriber for RemoteAsr {
                     kind: meta.kind,
                     sent: Instant::now(),
                     audio_ms,
+                    resend: final_msg.clone(),
                 },
             );
         }
@@ -246,34 +316,9 @@ impl Transcriber for RemoteAsr {
                 });
             }
             JobKind::Final => {
-                let js = self.js.clone();
-                let subject = format!("{FINAL_SUBJECT}.{rank}");
-                tokio::spawn(async move {
-                    // Stored once JetStream acknowledges; until then (NATS restarting) the
-                    // client retries, and a failure ends with the job answered, never hung.
-                    let mut delay = Duration::from_millis(200);
-                    loop {
-                        let msg = jetstream::message::PublishMessage::build()
-                            .message_id(&id)
-                            .payload(payload.clone().into());
-                        let stored = match js.send_publish(subject.clone(), msg).await {
-                            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                            Err(e) => Err(e.to_string()),
-                        };
-                        match stored {
-                            Ok(()) => break,
-                            Err(e) if !me.is_waiting(&id) => {
-                                tracing::debug!(job = %id, error = %e, "gave up publishing");
-                                break;
-                            }
-                            Err(e) => {
-                                tracing::warn!(job = %id, error = %e, "utterance not stored yet: retrying");
-                                tokio::time::sleep(delay).await;
-                                delay = (delay * 2).min(Duration::from_secs(5));
-                            }
-                        }
-                    }
-                });
+                if let Some((subject, payload)) = final_msg {
+                    publish_final(self.js.clone(), me, subject, payload, id.clone(), id);
+                }
             }
         }
         Ok(rx)
@@ -293,6 +338,71 @@ impl Transcriber for RemoteAsr {
                 .unwrap_or(0),
             audio_ms: t.audio_ms,
             ..t.stats.clone()
+        }
+    }
+}
+
+/// Publishes a final to JetStream under the message id `msg_id` until it is stored or its job
+/// is no longer waiting (answered or timed out). JetStream drops a second copy with the same
+/// id, so a publish repeated after a lost acknowledgement is stored once.
+fn publish_final(
+    js: jetstream::Context,
+    me: Handle,
+    subject: String,
+    payload: Arc<Vec<u8>>,
+    id: String,
+    msg_id: String,
+) {
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let msg = jetstream::message::PublishMessage::build()
+                .message_id(&msg_id)
+                .payload(payload.as_ref().clone().into());
+            let stored = match js.send_publish(subject.clone(), msg).await {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match stored {
+                Ok(()) => break,
+                Err(e) if !me.is_waiting(&id) => {
+                    tracing::debug!(job = %id, error = %e, "gave up publishing");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "utterance not stored yet: retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    });
+}
+
+impl RemoteAsr {
+    /// After NATS comes back, sends again every final still unanswered that was sent before:
+    /// a server that died may have lost a stored utterance (JetStream writes to disk lazily)
+    /// or an answer. Under a new message id, so JetStream stores it again; the header's job id
+    /// is unchanged, so the first answer completes the job and a second is ignored.
+    fn resend_unanswered(&self, before: Instant) {
+        let again: Vec<(String, String, Arc<Vec<u8>>)> = {
+            let t = lock(&self.table);
+            t.jobs
+                .iter()
+                .filter(|(_, p)| p.sent < before)
+                .filter_map(|(id, p)| p.resend.clone().map(|(s, m)| (id.clone(), s, m)))
+                .collect()
+        };
+        if !again.is_empty() {
+            tracing::info!(
+                finals = again.len(),
+                "NATS is back: sending unanswered utterances again"
+            );
+        }
+        let round = self.next.fetch_add(1, Ordering::Relaxed);
+        for (id, subject, payload) in again {
+            let msg_id = format!("{id}-again-{round}");
+            publish_final(self.js.clone(), self.handle(), subject, payload, id, msg_id);
         }
     }
 }
