@@ -281,8 +281,14 @@ impl Transcriber for RemoteAsr {
         };
         let audio_ms = job.samples.len() as u64 * 1000 / 16_000;
         let payload = wire::encode_job(&header, &job);
-        let final_msg = (meta.kind == JobKind::Final)
-            .then(|| (format!("{FINAL_SUBJECT}.{rank}"), Arc::new(payload.clone())));
+        // A final's message is kept, shared rather than copied, to send again after an outage.
+        let (final_msg, partial) = match meta.kind {
+            JobKind::Final => (
+                Some((format!("{FINAL_SUBJECT}.{rank}"), Arc::new(payload))),
+                None,
+            ),
+            JobKind::Partial => (None, Some(payload)),
+        };
         let (tx, rx) = oneshot::channel();
         {
             let mut t = lock(&self.table);
@@ -302,24 +308,19 @@ impl Transcriber for RemoteAsr {
             );
         }
         let me = self.handle();
-        match meta.kind {
-            JobKind::Partial => {
-                let client = self.client.clone();
-                tokio::spawn(async move {
-                    if client
-                        .publish(PARTIAL_SUBJECT, payload.into())
-                        .await
-                        .is_err()
-                    {
-                        me.fail(&id, AsrError::Shed);
-                    }
-                });
-            }
-            JobKind::Final => {
-                if let Some((subject, payload)) = final_msg {
-                    publish_final(self.js.clone(), me, subject, payload, id.clone(), id);
+        if let Some((subject, payload)) = final_msg {
+            publish_final(self.js.clone(), me, subject, payload, id.clone(), id);
+        } else if let Some(payload) = partial {
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                if client
+                    .publish(PARTIAL_SUBJECT, payload.into())
+                    .await
+                    .is_err()
+                {
+                    me.fail(&id, AsrError::Shed);
                 }
-            }
+            });
         }
         Ok(rx)
     }
