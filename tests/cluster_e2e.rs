@@ -86,6 +86,10 @@ fn serving_addr(child: &mut Child) -> SocketAddr {
 }
 
 fn token(dir: &Path, role: &str, name: &str) -> String {
+    token_with(dir, role, name, &[])
+}
+
+fn token_with(dir: &Path, role: &str, name: &str, extra: &[&str]) -> String {
     let out = bin()
         .args([
             "token",
@@ -97,6 +101,7 @@ fn token(dir: &Path, role: &str, name: &str) -> String {
             "--data-dir",
         ])
         .arg(dir)
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -305,4 +310,337 @@ async fn nodes_reconnect_by_themselves_when_nats_restarts_under_running_calls() 
     })
     .await;
     drop(nats);
+}
+
+/// A hub process on `data` (its own store and tokens), named `node`.
+fn hub(config: &Path, url: &str, node: &str, data: &Path) -> (Proc, SocketAddr) {
+    let mut child = serve(
+        config,
+        &[
+            "--role",
+            "hub",
+            "--nats",
+            url,
+            "--node",
+            node,
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    let addr = serving_addr(&mut child);
+    (Proc(child), addr)
+}
+
+async fn screen(addr: SocketAddr, token: &str) -> common::daemon::Ws {
+    tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}"))
+        .await
+        .unwrap()
+        .0
+}
+
+async fn json(ws: &mut common::daemon::Ws, deadline: tokio::time::Instant, what: &str) -> Value {
+    loop {
+        let next = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+        match next {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("screen closed waiting for {what}: {other:?}"),
+        }
+    }
+}
+
+/// Per stored call (by phone-system id): its final lines (leg, start, text) and its prompts
+/// (id, state), as the API of the process at `addr` returns them.
+type Stored = BTreeMap<String, (Vec<(String, u64, String)>, Vec<(String, String)>)>;
+
+async fn stored_calls(addr: SocketAddr, token: &str) -> Stored {
+    let auth = format!("Bearer {token}");
+    let headers = [("Authorization", auth.as_str())];
+    let list = common::daemon::http(addr, "GET", "/api/calls?limit=100", &headers, None).await;
+    let list: Value = serde_json::from_str(&list.text()).unwrap();
+    let mut out = Stored::new();
+    for row in list["items"].as_array().unwrap() {
+        let path = format!("/api/calls/{}", row["id"]);
+        let d = common::daemon::http(addr, "GET", &path, &headers, None).await;
+        let d: Value = serde_json::from_str(&d.text()).unwrap();
+        let lines = d["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["leg"].as_str().unwrap().to_owned(),
+                    s["start_ms"].as_u64().unwrap(),
+                    s["text"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let alerts = d["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["alert_id"].as_str().unwrap().to_owned(),
+                    a["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let id = row["call_id"].as_str().unwrap().to_owned();
+        assert!(
+            out.insert(id.clone(), (lines, alerts)).is_none(),
+            "{id} stored twice"
+        );
+    }
+    out
+}
+
+/// The whole cluster as separate processes: an edge, two asr nodes and two hubs. A supervisor
+/// on hub 1 sees every call with partial and final lines and its prompt, accepts one, and the
+/// acceptance reaches the agent's screen on the edge and the other hub. Hub 2 is killed with
+/// SIGKILL mid-call and started again on the same store: at the end each hub's store holds
+/// exactly what the edge's own store holds, every final line and prompt once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubs_show_and_store_every_call_once_even_when_one_is_killed() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_nats, url) = nats_server(&tmp.path().join("js"));
+    let config = config(tmp.path(), 1);
+    let _asr1 = asr(&config, &url, "asr-1");
+    let _asr2 = asr(&config, &url, "asr-2");
+    let agent = token_with(
+        &tmp.path().join("edge"),
+        "agent",
+        "ann",
+        &["--agent", "1042"],
+    );
+    let edge_qa = token(&tmp.path().join("edge"), "qa", "qa");
+    let e = edge(tmp.path(), &config, &url).await;
+    let (h1_data, h2_data) = (tmp.path().join("hub1"), tmp.path().join("hub2"));
+    let sup1 = token(&h1_data, "supervisor", "sup1");
+    let qa1 = token(&h1_data, "qa", "qa1");
+    let sup2 = token(&h2_data, "supervisor", "sup2");
+    let qa2 = token(&h2_data, "qa", "qa2");
+    let (_hub1, h1) = hub(&config, &url, "hub-1", &h1_data);
+    let (hub2, h2) = hub(&config, &url, "hub-2", &h2_data);
+    let mut hub2 = Some(hub2);
+    let mut restarted: Option<(Proc, SocketAddr)> = None;
+    let mut on_hub1 = screen(h1, &sup1).await;
+    let _on_hub2 = screen(h2, &sup2).await;
+    let mut on_edge = screen(e.addr, &agent).await;
+
+    // CA0 stays up (silence after its recording) until its prompt has been accepted.
+    let release = tmp.path().join("release-CA0");
+    let mut streams = Vec::new();
+    for (i, name) in CALLS.iter().enumerate() {
+        let call = TwilioCall {
+            call: format!("CA{i}"),
+            agent: "1042".into(),
+            wav: fixture(&format!("{name}.wav")),
+            hold: (i == 0).then(|| release.clone()),
+        };
+        streams.push(tokio::spawn(twilio_stream(
+            e.addr,
+            e.ingest.clone(),
+            call,
+            None,
+        )));
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let mut partials: BTreeSet<String> = BTreeSet::new();
+    let mut finals: BTreeMap<String, usize> = BTreeMap::new();
+    let mut alerts: BTreeMap<String, String> = BTreeMap::new();
+    let mut ended: BTreeSet<String> = BTreeSet::new();
+    let mut accepted = None;
+    let started = tokio::time::Instant::now();
+    while ended.len() < CALLS.len() {
+        let v = json(&mut on_hub1, deadline, "the calls on hub 1").await;
+        let call = v["call_id"].as_str().unwrap_or_default().to_owned();
+        match v["type"].as_str().unwrap() {
+            "transcript" if v["final"] == true => *finals.entry(call).or_default() += 1,
+            "transcript" => {
+                partials.insert(call);
+            }
+            "alert" => {
+                let id = v["alert_id"].as_str().unwrap().to_owned();
+                if call == "CA0" && accepted.is_none() {
+                    let cmd =
+                        serde_json::json!({"type": "accept_transfer", "id": "a1", "alert_id": id});
+                    futures_util::SinkExt::send(
+                        &mut on_hub1,
+                        Message::Text(cmd.to_string().into()),
+                    )
+                    .await
+                    .unwrap();
+                    accepted = Some(id.clone());
+                }
+                alerts.insert(call, id);
+            }
+            "alert_updated" if v["state"] == "accepted" => {
+                // The agent's screen is on the edge: the decision crossed NATS to it.
+                let want = accepted.clone().unwrap();
+                loop {
+                    let a = json(&mut on_edge, deadline, "the acceptance on the edge").await;
+                    if a["type"] == "alert_updated" && a["alert_id"] == want.as_str() {
+                        assert_eq!(a["state"], "accepted", "{a}");
+                        assert_eq!(a["decision"]["by"], "sup1", "{a}");
+                        break;
+                    }
+                }
+                std::fs::write(&release, b"").unwrap();
+            }
+            "call_ended" => {
+                ended.insert(call);
+            }
+            _ => {}
+        }
+        // Mid-call, hub 2 dies without a word and comes back on the same store.
+        if hub2.is_some() && started.elapsed() > Duration::from_secs(10) {
+            let mut p = hub2.take().unwrap();
+            p.0.kill().unwrap();
+            p.0.wait().unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (p, addr) = hub(&config, &url, "hub-2", &h2_data);
+            restarted = Some((p, addr));
+            // Its screens show the calls under way again within a few heartbeats (taken
+            // over from the edge's state, or caught up from the stream).
+            let mut s2 = screen(addr, &sup2).await;
+            let snap = json(&mut s2, deadline, "hub 2's snapshot").await;
+            let mut shown: BTreeSet<String> = snap["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["call"]["call_id"].as_str().unwrap().to_owned())
+                .collect();
+            let live: BTreeSet<String> = (0..CALLS.len())
+                .map(|i| format!("CA{i}"))
+                .filter(|c| !ended.contains(c))
+                .collect();
+            let soon = tokio::time::Instant::now() + Duration::from_secs(8);
+            while !live.is_subset(&shown) {
+                let v = json(&mut s2, soon, "hub 2 showing the live calls again").await;
+                if matches!(v["type"].as_str(), Some("call_started" | "call_ended")) {
+                    shown.insert(v["call_id"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    for s in streams {
+        s.await.unwrap();
+    }
+    for i in 0..CALLS.len() {
+        let id = format!("CA{i}");
+        assert!(
+            finals.get(&id).copied().unwrap_or(0) >= 2,
+            "{id}: {finals:?}"
+        );
+        assert!(alerts.contains_key(&id), "{id} got no prompt: {alerts:?}");
+    }
+    assert!(
+        !partials.is_empty(),
+        "no partial transcript reached the hub"
+    );
+    assert!(accepted.is_some());
+
+    // The stores: the edge's own (what its calls committed) is the reference; each hub's holds
+    // the same lines and prompts, once each, with the acceptance.
+    let (_, h2) = restarted.as_ref().unwrap();
+    let want = stored_calls(e.addr, &edge_qa).await;
+    assert_eq!(want.len(), CALLS.len(), "{want:?}");
+    let accepted = accepted.unwrap();
+    for (name, addr, token) in [("hub 1", h1, &qa1), ("hub 2", *h2, &qa2)] {
+        let mut got = Stored::new();
+        // The hub stores what it takes from the stream: give it a moment to catch up.
+        for _ in 0..50 {
+            got = stored_calls(addr, token).await;
+            if got == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(got, want, "{name}'s store differs from the edge's");
+        let state = &got["CA0"]
+            .1
+            .iter()
+            .find(|(id, _)| *id == accepted)
+            .unwrap()
+            .1;
+        assert_eq!(state, "accepted", "{name}");
+    }
+}
+
+/// An edge killed with SIGKILL mid-call: the hub keeps the call on screen with its last state,
+/// marks it `call_lost` once the edge's heartbeats stop, and ends it in its store as
+/// `lost_edge`. No asr node is needed for that (nor started: the call's words wait in NATS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_marks_the_calls_of_a_dead_edge_lost_and_keeps_their_state() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_nats, url) = nats_server(&tmp.path().join("js"));
+    let config = tmp.path().join("cluster.toml");
+    std::fs::write(&config, "[cluster]\nedge_timeout_ms = 3000\n").unwrap();
+    let hub_data = tmp.path().join("hub");
+    let sup = token(&hub_data, "supervisor", "sup");
+    let qa = token(&hub_data, "qa", "qa");
+    let (_hub, h) = hub(&config, &url, "hub-1", &hub_data);
+    let mut on_hub = screen(h, &sup).await;
+    let e = edge(tmp.path(), &config, &url).await;
+    let call = TwilioCall {
+        call: "CA9".into(),
+        agent: "1042".into(),
+        wav: fixture("en-media-threat.wav"),
+        hold: None,
+    };
+    let stream = tokio::spawn(twilio_stream(e.addr, e.ingest.clone(), call, None));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = json(&mut on_hub, deadline, "the call on the hub").await;
+        if v["type"] == "call_started" {
+            assert_eq!(v["call_id"], "CA9");
+            break;
+        }
+    }
+    // Two seconds into the call, the edge dies without a word.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let Edge {
+        _proc: mut edge_proc,
+        ..
+    } = e;
+    edge_proc.0.kill().unwrap();
+    edge_proc.0.wait().unwrap();
+    stream.abort();
+    let killed = tokio::time::Instant::now();
+    loop {
+        let v = json(&mut on_hub, deadline, "call_lost").await;
+        assert_ne!(
+            v["type"], "call_ended",
+            "the lost call must stay on screen: {v}"
+        );
+        if v["type"] == "call_lost" {
+            assert_eq!(v["call_id"], "CA9", "{v}");
+            assert_eq!(v["edge"], "edge-1", "{v}");
+            break;
+        }
+    }
+    assert!(
+        killed.elapsed() >= Duration::from_secs(1),
+        "lost before the timeout"
+    );
+    // A screen that connects now sees it, marked lost, with its state so far.
+    let mut late = screen(h, &sup).await;
+    let snap = json(&mut late, deadline, "the snapshot").await;
+    let calls = snap["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{snap}");
+    assert_eq!(calls[0]["lost_edge"], "edge-1", "{snap}");
+    let auth = format!("Bearer {qa}");
+    let list =
+        common::daemon::http(h, "GET", "/api/calls", &[("Authorization", &auth)], None).await;
+    let list: Value = serde_json::from_str(&list.text()).unwrap();
+    assert_eq!(list["items"][0]["call_id"], "CA9", "{list}");
+    assert_eq!(list["items"][0]["outcome"], "lost_edge", "{list}");
 }

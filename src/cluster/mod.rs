@@ -6,6 +6,7 @@
 //!
 //! Without `[cluster] nats` (or `--nats`) none of this runs: one process, nothing to connect.
 
+pub mod events;
 pub mod node;
 pub mod remote;
 pub mod wire;
@@ -47,6 +48,9 @@ pub enum Role {
     Edge,
     /// Whisper workers only, taking utterances from NATS.
     Asr,
+    /// Screens (`/ws`), the API, `/metrics` and the store, for every edge's calls, fed from
+    /// the event stream; no ingest, no model.
+    Hub,
 }
 
 /// The cluster section (`[cluster]`). Credentials may instead come from the environment
@@ -71,6 +75,9 @@ pub struct ClusterConfig {
     pub final_timeout_ms: u64,
     /// ms an edge waits for a partial (500..60000); a late partial is worthless.
     pub partial_timeout_ms: u64,
+    /// ms without an edge's heartbeat (sent every 2 s) before a hub marks its calls
+    /// `lost_edge` (3000..600000).
+    pub edge_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -83,6 +90,7 @@ impl Default for ClusterConfig {
             ack_wait_ms: 15_000,
             final_timeout_ms: 120_000,
             partial_timeout_ms: 3_000,
+            edge_timeout_ms: 10_000,
         }
     }
 }
@@ -98,6 +106,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("ack_wait_ms", &self.ack_wait_ms)
             .field("final_timeout_ms", &self.final_timeout_ms)
             .field("partial_timeout_ms", &self.partial_timeout_ms)
+            .field("edge_timeout_ms", &self.edge_timeout_ms)
             .finish()
     }
 }
@@ -126,6 +135,7 @@ impl ClusterConfig {
         within(self.ack_wait_ms, 1000, 600_000, "ack_wait_ms")?;
         within(self.final_timeout_ms, 5000, 3_600_000, "final_timeout_ms")?;
         within(self.partial_timeout_ms, 500, 60_000, "partial_timeout_ms")?;
+        within(self.edge_timeout_ms, 3000, 600_000, "edge_timeout_ms")?;
         Ok(())
     }
 
@@ -210,6 +220,19 @@ pub async fn ensure_streams(
     })
     .await
     .map_err(|e| err("reply stream")(e.to_string()))?;
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: events::EVENT_STREAM.into(),
+        subjects: vec!["callguard.evt.>".into()],
+        storage: jetstream::stream::StorageType::File,
+        // A hub down for less than a day catches up on everything it missed.
+        max_age: Duration::from_secs(24 * 3600),
+        // An event republished after a lost acknowledgement, or a prompt decided on two
+        // screens at once, is stored once.
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| err("event stream")(e.to_string()))?;
     for rank in 0..3u8 {
         let name = final_consumer(rank);
         stream
@@ -243,6 +266,7 @@ pub fn default_node_name(role: Role) -> String {
         Role::All => "all",
         Role::Edge => "edge",
         Role::Asr => "asr",
+        Role::Hub => "hub",
     };
     format!("{role}-{host}-{}", std::process::id())
 }

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cluster::Role;
+use crate::cluster::events::{EdgeLink, Publisher, run_hub as run_hub_events};
 use crate::cluster::remote::RemoteAsr;
 use crate::config::Config;
 use crate::domain::leg::Leg;
@@ -43,7 +44,7 @@ use crate::pipeline::call::CallContext;
 use crate::sinks::egress::Egress;
 use crate::sinks::hub::auth::TokenStore;
 use crate::sinks::hub::state::Hub;
-use crate::sinks::store::{Store, StoreWriter};
+use crate::sinks::store::{Store, StoreHandle, StoreWriter};
 use crate::sinks::webhook::Webhook;
 
 pub use call::CallServices;
@@ -139,27 +140,12 @@ pub async fn run(
     if opts.role == Role::Asr {
         return run_asr(cfg, opts, shutdown).await;
     }
+    if opts.role == Role::Hub {
+        return run_hub(cfg, opts, shutdown, ready).await;
+    }
     let data_dir = opts.data_dir.clone();
     let recordings = data_dir.join(crate::sinks::store::recording::RECORDINGS_DIR);
-    // The store before anything else that takes time: a second daemon on the same data folder
-    // fails here, and calls a crash left open are closed (`recovered`) before new ones start.
-    let (tokens, store) = blocking({
-        let (data_dir, recordings) = (data_dir.clone(), recordings.clone());
-        move || {
-            let tokens = TokenStore::open(&data_dir)?;
-            let store = Store::open(&data_dir)?;
-            housekeeping::repair_recordings(&recordings);
-            Ok((tokens, store))
-        }
-    })
-    .await?;
-    if store.recovered() > 0 {
-        tracing::warn!(
-            calls = store.recovered(),
-            "calls left open by an earlier run marked recovered"
-        );
-    }
-    let (store, store_thread) = StoreWriter::start(store)?;
+    let (tokens, store, store_thread) = open_store(&data_dir, Some(recordings.clone())).await?;
     // The sound card first: a device that cannot be opened fails before the model loads.
     let device_cfg = cfg.device.clone();
     let device = blocking(move || Ok(DeviceSource::from_config(&device_cfg)?)).await?;
@@ -183,6 +169,7 @@ pub async fn run(
     // have drained, since draining calls still wait for transcripts.
     let cluster_stop = CancellationToken::new();
     let cluster_tasks = TaskTracker::new();
+    let mut joined = None;
     let pool: Arc<dyn Transcriber> = if cfg.cluster.nats.is_empty() {
         local.clone().context("the local Whisper pool")?
     } else {
@@ -210,6 +197,7 @@ pub async fn run(
             });
         }
         tracing::info!(%node, nats = %cfg.cluster.nats, role = ?opts.role, "joined the cluster");
+        joined = Some((client.clone(), node.clone()));
         RemoteAsr::start(
             client,
             &cfg.cluster,
@@ -235,12 +223,31 @@ pub async fn run(
     let webhook = Webhook::try_start(&cfg.webhook, screens_stop.clone())?;
     let hub = Hub::new(tokens, cfg.hub.settings(), webhook);
     let tracker = TaskTracker::new();
-    let egress = Arc::new(Egress::new(
+    let mut egress = Egress::new(
         &cfg.redact,
         store.clone(),
         Some(Arc::clone(&hub)),
         Some(recordings),
-    ));
+    );
+    // In a cluster, everything the calls commit also goes to the hubs, and decisions taken on
+    // any hub come back to this process's screens.
+    let mut publisher = None;
+    if let Some((client, node)) = joined {
+        let p = Publisher::start(client.clone(), &node, cluster_stop.clone(), &cluster_tasks);
+        let link = EdgeLink::start(
+            client,
+            Arc::clone(&p),
+            Arc::clone(&hub),
+            store.clone(),
+            opts.role,
+            cluster_stop.clone(),
+            &cluster_tasks,
+        )
+        .await?;
+        egress = egress.with_mirror(link);
+        publisher = Some(p);
+    }
+    let egress = Arc::new(egress);
     let host: Arc<dyn CallHost> = Arc::new(CallServices {
         pipeline: Arc::clone(&ctx),
         hub: Arc::clone(&hub),
@@ -261,7 +268,8 @@ pub async fn run(
         store: store.clone(),
         api: crate::http::api::Api::new(data_dir.clone()),
         screens_stop: screens_stop.clone(),
-        pool,
+        pool: Some(pool),
+        cluster: publisher,
         ingest: Arc::clone(&ingest_counters),
     })
     .merge(crate::ingest::ws::routes(Arc::new(WsIngest {
@@ -274,12 +282,7 @@ pub async fn run(
         counters: ingest_counters,
     })));
     housekeeping::spawn(&hub, &store, &cfg.store, &shutdown, &tracker);
-    let server_shutdown = shutdown.clone();
-    let server = tracker.spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-            .await
-    });
+    let server = serve_http(listener, app, &shutdown, &tracker);
 
     crate::ingest::tcp::listen(
         AudiosocketListeners {
@@ -333,6 +336,131 @@ pub async fn run(
     tracker.wait().await;
     drop((store, host));
     // The writer thread ends once every handle is gone (the router's went with the server).
+    let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e).context("http server"),
+        Err(e) => Err(e).context("http server task"),
+    }
+}
+
+/// Opens the token file and the store (before anything else that takes time: a second daemon
+/// on the same data folder fails here, and calls a crash left open are closed, `recovered`,
+/// before new ones start), repairs interrupted recordings when this process records, and
+/// starts the store's writer.
+async fn open_store(
+    data_dir: &std::path::Path,
+    recordings: Option<PathBuf>,
+) -> Result<(TokenStore, StoreHandle, std::thread::JoinHandle<()>)> {
+    let data_dir = data_dir.to_owned();
+    let (tokens, store) = blocking(move || {
+        let tokens = TokenStore::open(&data_dir)?;
+        let store = Store::open(&data_dir)?;
+        if let Some(recordings) = &recordings {
+            housekeeping::repair_recordings(recordings);
+        }
+        Ok((tokens, store))
+    })
+    .await?;
+    if store.recovered() > 0 {
+        tracing::warn!(
+            calls = store.recovered(),
+            "calls left open by an earlier run marked recovered"
+        );
+    }
+    let (store, thread) = StoreWriter::start(store)?;
+    Ok((tokens, store, thread))
+}
+
+/// Serves `app` until `shutdown`.
+fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    })
+}
+
+/// The hub role: screens, the API, `/metrics` and the store for every edge's calls, fed from
+/// the cluster's event stream (`cluster::events::run_hub`); no ingest and no model. Webhooks
+/// are sent by the edges (which hold the calls), not here.
+async fn run_hub(
+    cfg: Config,
+    opts: ServeOptions,
+    shutdown: CancellationToken,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+) -> Result<()> {
+    let data_dir = opts.data_dir.clone();
+    let (tokens, store, store_thread) = open_store(&data_dir, None).await?;
+    let node = opts
+        .node
+        .clone()
+        .unwrap_or_else(|| crate::cluster::default_node_name(Role::Hub));
+    let client = crate::cluster::connect(&cfg.cluster, &node).await?;
+    crate::cluster::ensure_streams(&async_nats::jetstream::new(client.clone()), &cfg.cluster)
+        .await?;
+    // The edges hold the calls and refuse past their own `hub.max_calls`; a hub shows them all.
+    let settings = crate::sinks::hub::state::HubSettings {
+        max_calls: usize::MAX,
+        ..cfg.hub.settings()
+    };
+    let hub = Hub::new(tokens, settings, None);
+    let (cluster_stop, cluster_tasks) = (CancellationToken::new(), TaskTracker::new());
+    let publisher = Publisher::start(client.clone(), &node, cluster_stop.clone(), &cluster_tasks);
+    cluster_tasks.spawn({
+        let (cluster, node, hub, store, stop) = (
+            cfg.cluster.clone(),
+            node.clone(),
+            Arc::clone(&hub),
+            store.clone(),
+            cluster_stop.clone(),
+        );
+        async move {
+            if let Err(e) = run_hub_events(client, cluster, node, hub, store, stop).await {
+                tracing::error!(error = %e, "the hub's event stream stopped");
+            }
+        }
+    });
+    tracing::info!(%node, nats = %cfg.cluster.nats, "hub joined the cluster");
+    let screens_stop = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr().context("listener address")?;
+    tracing::info!(%addr, "serving");
+    if let Some(ready) = ready {
+        let _ = ready.send(addr);
+    }
+    let app = router(AppState {
+        hub: Arc::clone(&hub),
+        store: store.clone(),
+        api: crate::http::api::Api::new(data_dir.clone()),
+        screens_stop: screens_stop.clone(),
+        pool: None,
+        cluster: Some(publisher),
+        ingest: Arc::new(IngestCounters::default()),
+    });
+    let tracker = TaskTracker::new();
+    housekeeping::spawn(&hub, &store, &cfg.store, &shutdown, &tracker);
+    let server = serve_http(listener, app, &shutdown, &tracker);
+    shutdown.cancelled().await;
+    // What was taken from the stream is committed (and acked) before the screens go.
+    cluster_stop.cancel();
+    cluster_tasks.close();
+    cluster_tasks.wait().await;
+    if let Err(e) = store.flush().await {
+        tracing::error!(error = %e, "store not flushed");
+    }
+    screens_stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+    drop(store);
     let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
     match server.await {
         Ok(Ok(())) => Ok(()),

@@ -170,7 +170,7 @@ pub struct Decision {
 }
 
 /// An alert's lifecycle as the hub tracks it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertStatus {
     pub call_id: String,
     pub alert_id: String,
@@ -179,6 +179,6 @@ pub struct AlertStatus {
     pub escalated: bool,
     /// Wall-clock time the prompt went out, Unix milliseconds.
     pub fired_unix_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
 }

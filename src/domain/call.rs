@@ -52,6 +52,9 @@ pub enum EndReason {
     Disconnected,
     /// The source reported an error (its code or text).
     SourceError(String),
+    /// In a cluster: the edge that held the call (named here) stopped answering, so the call's
+    /// end was never heard; a hub closes it with its last state.
+    LostEdge(String),
 }
 
 /// One thing a source session produced.

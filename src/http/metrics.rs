@@ -29,7 +29,7 @@ impl Exposition {
 }
 
 /// The exposition text for one scrape.
-pub fn render(hub: &Hub, pool: &dyn Transcriber, ingest: &IngestCounters) -> String {
+pub fn render(hub: &Hub, pool: Option<&dyn Transcriber>, ingest: &IngestCounters) -> String {
     let mut out = Exposition(String::with_capacity(4096));
     let c = &hub.counters;
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -110,98 +110,101 @@ pub fn render(hub: &Hub, pool: &dyn Transcriber, ingest: &IngestCounters) -> Str
         n(&ingest.errors),
     );
 
-    let a = pool.stats();
-    out.gauge("asr_workers", "Whisper worker threads.", a.workers);
-    out.gauge(
-        "asr_busy_workers",
-        "Whisper workers transcribing now.",
-        a.busy_workers,
-    );
-    out.gauge(
-        "asr_queued_utterances",
-        "Finished utterances waiting for a Whisper worker.",
-        a.queued_finals,
-    );
-    out.gauge(
-        "asr_queued_partials",
-        "Partial-transcript jobs waiting for a Whisper worker.",
-        a.queued_partials,
-    );
-    out.gauge(
-        "asr_lag_seconds",
-        "How long the oldest waiting utterance has waited: the transcription lag.",
-        format_args!("{:.3}", a.oldest_wait_ms as f64 / 1000.0),
-    );
-    out.counter(
-        "asr_utterances_total",
-        "Utterances transcribed.",
-        a.finals_done,
-    );
-    out.counter(
-        "asr_partials_total",
-        "Partial transcripts made.",
-        a.partials_done,
-    );
-    out.counter(
-        "asr_utterances_dropped_total",
-        "Utterances not transcribed because the queue was full (overload).",
-        a.finals_refused,
-    );
-    out.counter(
+    // A cluster hub has no Whisper of its own.
+    if let Some(pool) = pool {
+        let a = pool.stats();
+        out.gauge("asr_workers", "Whisper worker threads.", a.workers);
+        out.gauge(
+            "asr_busy_workers",
+            "Whisper workers transcribing now.",
+            a.busy_workers,
+        );
+        out.gauge(
+            "asr_queued_utterances",
+            "Finished utterances waiting for a Whisper worker.",
+            a.queued_finals,
+        );
+        out.gauge(
+            "asr_queued_partials",
+            "Partial-transcript jobs waiting for a Whisper worker.",
+            a.queued_partials,
+        );
+        out.gauge(
+            "asr_lag_seconds",
+            "How long the oldest waiting utterance has waited: the transcription lag.",
+            format_args!("{:.3}", a.oldest_wait_ms as f64 / 1000.0),
+        );
+        out.counter(
+            "asr_utterances_total",
+            "Utterances transcribed.",
+            a.finals_done,
+        );
+        out.counter(
+            "asr_partials_total",
+            "Partial transcripts made.",
+            a.partials_done,
+        );
+        out.counter(
+            "asr_utterances_dropped_total",
+            "Utterances not transcribed because the queue was full (overload).",
+            a.finals_refused,
+        );
+        out.counter(
         "asr_utterances_shed_total",
         "Utterances of live calls skipped past capacity after waiting too long, lowest risk first (asr.shed_finals_after_ms).",
         a.finals_shed,
     );
-    out.counter(
+        out.counter(
         "asr_utterances_degraded_total",
         "Utterances of calm calls decoded greedily instead of with the beam because transcription was behind.",
         a.finals_degraded,
     );
-    out.counter(
-        "asr_partials_aborted_total",
-        "Partial transcripts stopped midway because a whole utterance arrived for the worker.",
-        a.partials_aborted,
-    );
-    out.counter(
-        "asr_utterances_boosted_total",
-        "Utterances that found every worker idle and ran with all the workers' threads.",
-        a.finals_boosted,
-    );
-    out.counter(
+        out.counter(
+            "asr_partials_aborted_total",
+            "Partial transcripts stopped midway because a whole utterance arrived for the worker.",
+            a.partials_aborted,
+        );
+        out.counter(
+            "asr_utterances_boosted_total",
+            "Utterances that found every worker idle and ran with all the workers' threads.",
+            a.finals_boosted,
+        );
+        out.counter(
         "asr_queue_wait_seconds_total",
         "Time the transcribed utterances waited for a worker, summed (over asr_utterances_total: the mean wait).",
         format!("{:.3}", a.final_wait_ms as f64 / 1000.0),
     );
-    out.counter(
-        "asr_partials_shed_total",
-        "Partial transcripts skipped because transcription was behind.",
-        a.partials_shed,
-    );
-    out.counter(
-        "asr_partials_superseded_total",
-        "Queued partials replaced by a newer partial or the final words.",
-        a.partials_superseded,
-    );
-    out.counter(
-        "asr_failures_total",
-        "Transcription jobs that failed.",
-        a.failed,
-    );
-    out.counter(
-        "asr_audio_seconds_total",
-        "Audio transcribed.",
-        format_args!("{:.3}", a.audio_ms as f64 / 1000.0),
-    );
-    out.counter(
-        "asr_compute_seconds_total",
-        "Worker time spent transcribing.",
-        format_args!("{:.3}", a.compute_ms as f64 / 1000.0),
-    );
-    out.gauge(
-        "asr_real_time_factor",
-        "Worker seconds per second of audio since start; the pool keeps up below asr_workers.",
-        format_args!("{:.4}", a.real_time_factor()),
-    );
+        out.counter(
+            "asr_partials_shed_total",
+            "Partial transcripts skipped because transcription was behind.",
+            a.partials_shed,
+        );
+        out.counter(
+            "asr_partials_superseded_total",
+            "Queued partials replaced by a newer partial or the final words.",
+            a.partials_superseded,
+        );
+        out.counter(
+            "asr_failures_total",
+            "Transcription jobs that failed.",
+            a.failed,
+        );
+        out.counter(
+            "asr_audio_seconds_total",
+            "Audio transcribed.",
+            format_args!("{:.3}", a.audio_ms as f64 / 1000.0),
+        );
+        out.counter(
+            "asr_compute_seconds_total",
+            "Worker time spent transcribing.",
+            format_args!("{:.3}", a.compute_ms as f64 / 1000.0),
+        );
+        out.gauge(
+            "asr_real_time_factor",
+            "Worker seconds per second of audio since start; the pool keeps up below asr_workers.",
+            format_args!("{:.4}", a.real_time_factor()),
+        );
+    }
 
     if let Some(w) = hub.webhook() {
         let w = w.stats();

@@ -39,8 +39,10 @@ pub struct AppState {
     pub api: Arc<api::Api>,
     /// Screens close when this is cancelled: after the calls have drained.
     pub screens_stop: CancellationToken,
-    /// For `/metrics`.
-    pub pool: Arc<dyn Transcriber>,
+    /// For `/metrics`; none in a cluster hub (no Whisper there).
+    pub pool: Option<Arc<dyn Transcriber>>,
+    /// In a cluster: where decisions taken on this process's screens are published.
+    pub cluster: Option<Arc<crate::cluster::events::Publisher>>,
     pub ingest: Arc<IngestCounters>,
 }
 
@@ -61,7 +63,7 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::render(&state.hub, state.pool.as_ref(), &state.ingest),
+        metrics::render(&state.hub, state.pool.as_deref(), &state.ingest),
     )
         .into_response()
 }

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::cluster::events::Publisher;
 use crate::domain::access::{Principal, Role};
 use crate::http::{AppState, authorization};
 use crate::ingest::ws::close;
@@ -32,6 +33,7 @@ pub async fn handler(
         hub,
         screens_stop,
         store,
+        cluster,
         ..
     }): State<AppState>,
     headers: HeaderMap,
@@ -49,13 +51,28 @@ pub async fn handler(
             .into_response();
     }
     ws.max_message_size(MAX_COMMAND_BYTES * 4)
-        .on_upgrade(move |socket| client(socket, hub, store, principal, screens_stop))
+        .on_upgrade(move |socket| {
+            client(
+                socket,
+                hub,
+                Decisions { store, cluster },
+                principal,
+                screens_stop,
+            )
+        })
+}
+
+/// Where a screen's decisions on prompts go besides the hub: the store, and in a cluster every
+/// other hub and the call's edge.
+struct Decisions {
+    store: StoreHandle,
+    cluster: Option<Arc<Publisher>>,
 }
 
 async fn client(
     mut socket: WebSocket,
     hub: Arc<Hub>,
-    store: StoreHandle,
+    store: Decisions,
     who: Principal,
     shutdown: CancellationToken,
 ) {
@@ -83,7 +100,7 @@ async fn client(
 async fn serve_client(
     socket: &mut WebSocket,
     hub: &Hub,
-    store: &StoreHandle,
+    store: &Decisions,
     handle: &ClientHandle,
     shutdown: &CancellationToken,
 ) -> bool {
@@ -120,10 +137,13 @@ async fn serve_client(
                             tracing::debug!(command = cmd.name(), "command");
                             let (reply, decided) = hub.command_decided(handle.id, &cmd);
                             // Who took or dismissed a prompt is part of the call's record.
-                            if let Some(status) = decided
-                                && let Err(e) = store.alert_decided(status).await
-                            {
-                                tracing::error!(error = %e, "decision not stored");
+                            if let Some(status) = decided {
+                                if let Some(cluster) = &store.cluster {
+                                    cluster.decided(&status);
+                                }
+                                if let Err(e) = store.store.alert_decided(status).await {
+                                    tracing::error!(error = %e, "decision not stored");
+                                }
                             }
                             reply
                         }

@@ -64,6 +64,17 @@ pub fn redact(redactor: &Redactor, event: &mut Event) -> (usize, Vec<Silence>) {
     (spans.len(), silences)
 }
 
+/// A copy of everything a call commits, for other processes (a cluster's hubs, which store
+/// and show it). Called after the local commit, in the call's order; never waits: an
+/// implementation queues (bounded, counting what it drops).
+pub trait Mirror: Send + Sync {
+    fn call_started(&self, info: &CallInfo, started_unix_ms: u64);
+    /// Every event, partial transcripts included (they are shown, not stored).
+    fn event(&self, event: &Event);
+    fn recording(&self, call_id: &str, path: &Path);
+    fn call_ended(&self, call_id: &str, end: &EndReason, ended_unix_ms: u64);
+}
+
 /// What every call's way out shares.
 pub struct Egress {
     pub redactor: Redactor,
@@ -72,6 +83,8 @@ pub struct Egress {
     pub hub: Option<Arc<Hub>>,
     /// Where recordings go (`<data_dir>/recordings`); none: calls are not recorded.
     pub recordings: Option<PathBuf>,
+    /// In a cluster edge: the copy for the hubs.
+    pub mirror: Option<Arc<dyn Mirror>>,
 }
 
 impl Egress {
@@ -86,7 +99,14 @@ impl Egress {
             store,
             hub,
             recordings,
+            mirror: None,
         }
+    }
+
+    /// The same, with every call's events also copied to `mirror`.
+    pub fn with_mirror(mut self, mirror: Arc<dyn Mirror>) -> Self {
+        self.mirror = Some(mirror);
+        self
     }
 }
 
@@ -133,6 +153,9 @@ impl CallSink {
                 None
             }
         };
+        if let Some(m) = &egress.mirror {
+            m.call_started(info, started_unix_ms);
+        }
         let (recorder, recorder_failed) = match egress.recordings.clone() {
             Some(dir) => {
                 // Creating the file is blocking work.
@@ -158,6 +181,9 @@ impl CallSink {
         };
         if let Some(rec) = &recorder {
             let path = std::path::absolute(rec.path()).unwrap_or_else(|_| rec.path().to_owned());
+            if let Some(m) = &egress.mirror {
+                m.recording(&call_id, &path);
+            }
             if let Err(e) = egress.store.set_recording(call_id.clone(), path).await {
                 tracing::error!(%call_id, error = %e, "recording path not stored");
             }
@@ -202,6 +228,9 @@ impl CallSink {
             self.events_failed += 1;
             self.first_error.get_or_insert(e);
         }
+        if let Some(m) = &self.egress.mirror {
+            m.event(&event);
+        }
         if let Some(hub) = &self.egress.hub {
             hub.event(&event);
         }
@@ -219,10 +248,13 @@ impl CallSink {
         if let Err(e) = self
             .egress
             .store
-            .call_ended(call_id.clone(), end, ended_unix_ms)
+            .call_ended(call_id.clone(), end.clone(), ended_unix_ms)
             .await
         {
             tracing::error!(%call_id, error = %e, "call end not stored");
+        }
+        if let Some(m) = &self.egress.mirror {
+            m.call_ended(&call_id, &end, ended_unix_ms);
         }
         if let Some(hub) = &self.egress.hub {
             hub.call_ended(&call_id);

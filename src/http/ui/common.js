@@ -77,6 +77,7 @@ export const OUTCOMES = {
   disconnected: 'Disconnected',
   source_error: 'Source error',
   recovered: 'Recovered',
+  lost_edge: 'Edge lost',
 };
 
 export const CUSTOMER_TYPES = {

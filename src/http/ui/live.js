@@ -148,6 +148,7 @@ export class CallBook {
         for (const line of v.last_lines || []) this.transcript(c, line);
         for (const a of v.alerts || []) this.alert(c, a, null);
         for (const st of v.alert_status || []) this.status(c, st);
+        if (v.lost_edge) this.lose(c, v.lost_edge);
         const at = Math.max(0, Date.now() - c.startedMs);
         if (c.score > 0) c.risk.push({ at_ms: at, score: c.score, level: c.level });
         this.calls.set(c.id, c);
@@ -172,8 +173,12 @@ export class CallBook {
     switch (m.type) {
       case 'call_ended':
         c.ended = true;
-        c.endedAt = Date.now();
+        c.endedAt = c.endedAt || Date.now();
+        c.lost = null;
         c.partial = {};
+        break;
+      case 'call_lost':
+        this.lose(c, m.edge);
         break;
       case 'transcript':
         this.transcript(c, m);
@@ -208,6 +213,14 @@ export class CallBook {
     }
     c.version++;
     return c;
+  }
+
+  /** A cluster call whose edge died: over as far as anyone knows, its last state kept. */
+  lose(c, edge) {
+    c.ended = true;
+    c.endedAt = Date.now();
+    c.lost = edge;
+    c.partial = {};
   }
 
   transcript(c, t) {

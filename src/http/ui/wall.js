@@ -153,10 +153,12 @@ function makeCard(call) {
       if (c.ended) {
         if (!parts.foot.childElementCount) {
           const link = h('a', { class: 'review-link', href: '/calls' }, 'Review this call →');
-          clear(parts.foot, h('span', { class: 'muted' }, 'Call ended. '), link);
+          const why = c.lost ? `Lost with its edge (${c.lost}): this is the last known state. ` : 'Call ended. ';
+          clear(parts.foot, h('span', { class: 'muted' }, why), link);
           findReview(c).then((href) => { if (href) { reviewHref = href; link.href = href; } });
         }
-        if (!c.fadeTimer) c.fadeTimer = setTimeout(() => { el.classList.add('gone'); setTimeout(() => { el.remove(); cards.delete(c.id); book.calls.delete(c.id); paintEmpty(); }, 1000); }, FADE_AFTER_MS);
+        // A lost call stays until the hub forgets it (its call_ended).
+        if (!c.fadeTimer && !c.lost) c.fadeTimer = setTimeout(() => { el.classList.add('gone'); setTimeout(() => { el.remove(); cards.delete(c.id); book.calls.delete(c.id); paintEmpty(); }, 1000); }, FADE_AFTER_MS);
       } else {
         clear(parts.foot);
         reviewHref = '';

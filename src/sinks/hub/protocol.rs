@@ -115,7 +115,7 @@ impl CallSelection {
 }
 
 /// One active call as a new client first sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CallView {
     pub call: CallInfo,
     pub started_unix_ms: u64,
@@ -126,6 +126,10 @@ pub struct CallView {
     pub alerts: Vec<Alert>,
     /// The last final transcript lines, oldest first.
     pub last_lines: Vec<Transcript>,
+    /// In a cluster: the edge holding the call stopped answering (named here); the call is
+    /// over as far as anyone can tell, and this is its last known state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_edge: Option<String>,
 }
 
 /// The hub's own messages (call events are sent as `Event`).
@@ -144,6 +148,12 @@ pub enum HubMessage<'a> {
     },
     CallEnded {
         call_id: &'a str,
+    },
+    /// In a cluster: the edge holding the call stopped answering; the call stays on screen with
+    /// its last state, marked lost, until the hub forgets it.
+    CallLost {
+        call_id: &'a str,
+        edge: &'a str,
     },
     /// An alert changed: accepted, dismissed, or re-sent louder (`escalated`, with the full
     /// `alert` again).

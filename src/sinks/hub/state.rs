@@ -249,7 +249,12 @@ struct CallEntry {
     view: CallView,
     /// When each alert fired, for re-sends and time-to-acknowledge.
     fired: HashMap<String, Instant>,
+    /// When the call's edge was found gone (cluster): the call is forgotten `LOST_KEEP` later.
+    lost_at: Option<Instant>,
 }
+
+/// How long a call whose edge was lost stays on the screens, marked lost.
+const LOST_KEEP: Duration = Duration::from_secs(600);
 
 /// A connected client, as `http::ws` holds it.
 pub struct ClientHandle {
@@ -449,12 +454,14 @@ impl Hub {
             alert_status: Vec::new(),
             alerts: Vec::new(),
             last_lines: Vec::new(),
+            lost_edge: None,
         };
         calls.insert(
             call.call_id.clone(),
             CallEntry {
                 view,
                 fired: HashMap::new(),
+                lost_at: None,
             },
         );
         let json = to_json(&HubMessage::CallStarted {
@@ -538,7 +545,20 @@ impl Hub {
     pub fn tick(&self, now: Instant) -> Vec<AlertStatus> {
         let mut escalated = Vec::new();
         let mut calls = lock(&self.calls);
-        for entry in calls.values_mut() {
+        let forget: Vec<(String, Option<String>)> = calls
+            .iter()
+            .filter(|(_, e)| {
+                e.lost_at
+                    .is_some_and(|at| now.saturating_duration_since(at) >= LOST_KEEP)
+            })
+            .map(|(id, e)| (id.clone(), e.view.call.agent.clone()))
+            .collect();
+        for (call_id, agent) in forget {
+            calls.remove(&call_id);
+            let json = to_json(&HubMessage::CallEnded { call_id: &call_id });
+            self.deliver(&call_id, agent.as_deref(), &json, false, Audience::Visible);
+        }
+        for entry in calls.values_mut().filter(|e| e.lost_at.is_none()) {
             let agent = entry.view.call.agent.clone();
             for i in 0..entry.view.alert_status.len() {
                 let status = &entry.view.alert_status[i];
@@ -711,16 +731,25 @@ impl Hub {
             time_to_ack_ms: open_for.as_millis() as u64,
             reason: reason.to_owned(),
         });
-        bump(if state == AlertState::Accepted {
+        let status = status.clone();
+        self.announce_decision(&status, agent.as_deref(), open_for);
+        Ok(status)
+    }
+
+    /// Counts, logs and shows a decision just taken (here or, in a cluster, by another hub or
+    /// an edge's screen), and tells the webhook.
+    fn announce_decision(&self, status: &AlertStatus, agent: Option<&str>, open_for: Duration) {
+        let accepted = status.state == AlertState::Accepted;
+        bump(if accepted {
             &self.counters.alerts_accepted
         } else {
             &self.counters.alerts_dismissed
         });
         tracing::info!(
             call_id = %status.call_id,
-            alert_id,
-            by = %who.name,
-            ?state,
+            alert_id = %status.alert_id,
+            by = status.decision.as_ref().map(|d| d.by.as_str()).unwrap_or(""),
+            state = ?status.state,
             time_to_ack_ms = open_for.as_millis() as u64,
             "transfer prompt handled"
         );
@@ -730,22 +759,135 @@ impl Hub {
             open_for_s: open_for.as_secs(),
         });
         if let Some(hook) = &self.webhook {
-            let kind = if state == AlertState::Accepted {
+            let kind = if accepted {
                 "transfer_accepted"
             } else {
                 "alert_dismissed"
             };
             hook.send(kind, serde_json::json!({"type": kind, "status": status}));
         }
-        let status = status.clone();
         self.deliver(
             &status.call_id,
-            agent.as_deref(),
+            agent,
             &json,
             false,
             Audience::WatchersAndSupervisors,
         );
-        Ok(status)
+    }
+
+    /// Takes a decision made elsewhere in the cluster (another hub, or an edge's screen), as
+    /// the cluster's event stream carries it: the stream's decision is the one that stands, so
+    /// a different local one (two hubs deciding at once) is replaced. Returns whether anything
+    /// changed (a decision this hub already shows changes nothing and is not announced again).
+    pub fn apply_decided(&self, incoming: &AlertStatus) -> bool {
+        if incoming.state == AlertState::Open || incoming.decision.is_none() {
+            return false;
+        }
+        let mut calls = lock(&self.calls);
+        let Some(entry) = calls.get_mut(&incoming.call_id) else {
+            return false;
+        };
+        let fired = entry.fired.get(&incoming.alert_id).copied();
+        let agent = entry.view.call.agent.clone();
+        let Some(status) = entry
+            .view
+            .alert_status
+            .iter_mut()
+            .find(|s| s.alert_id == incoming.alert_id)
+        else {
+            return false;
+        };
+        if status.state == incoming.state && status.decision == incoming.decision {
+            return false;
+        }
+        status.state = incoming.state;
+        status.decision.clone_from(&incoming.decision);
+        status.escalated |= incoming.escalated;
+        let status = status.clone();
+        let open_for = fired.map(|f| f.elapsed()).unwrap_or_default();
+        self.announce_decision(&status, agent.as_deref(), open_for);
+        true
+    }
+
+    /// The ids of the calls being monitored (not lost), for a cluster edge's heartbeat.
+    pub fn call_ids(&self) -> Vec<String> {
+        lock(&self.calls)
+            .iter()
+            .filter(|(_, e)| e.lost_at.is_none())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The live calls' views (what a new screen is shown), for a cluster hub that lost track.
+    pub fn views(&self, ids: &[String]) -> Vec<CallView> {
+        let calls = lock(&self.calls);
+        ids.iter()
+            .filter_map(|id| calls.get(id))
+            .filter(|e| e.lost_at.is_none())
+            .map(|e| e.view.clone())
+            .collect()
+    }
+
+    /// Whether a call is known (live or lost).
+    pub fn knows(&self, call_id: &str) -> bool {
+        lock(&self.calls).contains_key(call_id)
+    }
+
+    /// Takes over a call another process (its edge) already monitors, with its state so far:
+    /// a hub restarted mid-call. No capacity check: the edge holds the call, not the hub.
+    /// Returns false when the call is known already.
+    pub fn adopt(&self, view: CallView) -> bool {
+        let mut calls = lock(&self.calls);
+        if calls.contains_key(&view.call.call_id) {
+            return false;
+        }
+        let now = Instant::now();
+        let unix = crate::domain::clock::unix_ms();
+        // Re-send timing as if this hub had seen each open prompt fire.
+        let fired = view
+            .alert_status
+            .iter()
+            .map(|s| {
+                let ago = Duration::from_millis(unix.saturating_sub(s.fired_unix_ms));
+                (s.alert_id.clone(), now.checked_sub(ago).unwrap_or(now))
+            })
+            .collect();
+        let call_id = view.call.call_id.clone();
+        let json = to_json(&HubMessage::CallStarted {
+            call_id: &call_id,
+            call: &view.call,
+        });
+        let agent = view.call.agent.clone();
+        calls.insert(
+            call_id.clone(),
+            CallEntry {
+                view,
+                fired,
+                lost_at: None,
+            },
+        );
+        self.deliver(&call_id, agent.as_deref(), &json, false, Audience::Visible);
+        true
+    }
+
+    /// Marks a call whose edge is gone: it stays on the screens with its last state, marked
+    /// lost, for `LOST_KEEP`; its prompts are no longer re-sent. Returns false when the call
+    /// is unknown or already lost.
+    pub fn call_lost(&self, call_id: &str, edge: &str, now: Instant) -> bool {
+        let mut calls = lock(&self.calls);
+        let Some(entry) = calls.get_mut(call_id) else {
+            return false;
+        };
+        if entry.lost_at.is_some() {
+            return false;
+        }
+        entry.lost_at = Some(now);
+        entry.view.lost_edge = Some(edge.to_owned());
+        let agent = entry.view.call.agent.clone();
+        tracing::warn!(%call_id, %edge, "call lost with its edge");
+        let json = to_json(&HubMessage::CallLost { call_id, edge });
+        self.deliver(call_id, agent.as_deref(), &json, false, Audience::Visible);
+        true
     }
 }
 
@@ -1060,5 +1202,86 @@ mod tests {
         hub.disconnect(slow.id, true);
         assert_eq!(hub.clients(), 1);
         assert_eq!(hub.counters.clients_dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn cluster_decisions_lost_calls_and_adopted_calls() {
+        let (_d, hub) = hub(16);
+        let sup = hub.connect(principal("sup", Role::Supervisor, None));
+        hub.call_started(&call("c1", Some("101"))).unwrap();
+        hub.event(&alert("c1", 1));
+        types(&sup.queue);
+        // A decision from elsewhere is shown once; the same one again changes nothing.
+        let decided = AlertStatus {
+            call_id: "c1".into(),
+            alert_id: "c1-a1".into(),
+            state: AlertState::Accepted,
+            escalated: false,
+            fired_unix_ms: 1,
+            decision: Some(Decision {
+                by: "other-hub-sup".into(),
+                role: Role::Supervisor,
+                at_unix_ms: 2,
+                time_to_ack_ms: 1,
+                reason: String::new(),
+            }),
+        };
+        assert!(hub.apply_decided(&decided));
+        assert!(!hub.apply_decided(&decided));
+        let seen = types(&sup.queue);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0]["type"], "alert_updated");
+        assert_eq!(seen[0]["decision"]["by"], "other-hub-sup");
+        // This hub's own screen can no longer decide it.
+        let cmd =
+            ClientCommand::parse(r#"{"type":"dismiss_alert","alert_id":"c1-a1","reason":"x"}"#)
+                .unwrap();
+        let reply: serde_json::Value = serde_json::from_str(&hub.command(sup.id, &cmd)).unwrap();
+        assert_eq!(reply["code"], "already_handled", "{reply}");
+        // Unknown calls and open states are ignored.
+        let mut other = decided.clone();
+        other.call_id = "nope".into();
+        assert!(!hub.apply_decided(&other));
+
+        // A lost call stays, marked, and is not announced twice; it is not in the edge's list.
+        let t = Instant::now();
+        assert!(hub.call_lost("c1", "edge-1", t));
+        assert!(!hub.call_lost("c1", "edge-1", t));
+        assert!(hub.call_ids().is_empty());
+        let seen = types(&sup.queue);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0]["type"], "call_lost");
+        let late = hub.connect(principal("sup2", Role::Supervisor, None));
+        let snap: serde_json::Value = serde_json::from_str(&late.snapshot).unwrap();
+        assert_eq!(snap["calls"][0]["lost_edge"], "edge-1", "{snap}");
+        // ... until the hub forgets it.
+        hub.tick(t + LOST_KEEP + Duration::from_secs(1));
+        assert_eq!(hub.active_calls(), 0);
+        assert_eq!(types(&sup.queue)[0]["type"], "call_ended");
+
+        // A call another hub's edge reports is adopted with its state, once, past max_calls.
+        let (_d2, edge) = self::hub(16);
+        edge.call_started(&call("c2", None)).unwrap();
+        edge.event(&line("c2", "hello", true));
+        edge.event(&alert("c2", 1));
+        let views = edge.views(&["c2".into(), "gone".into()]);
+        assert_eq!(views.len(), 1);
+        let json = serde_json::to_string(&views[0]).unwrap();
+        let view: CallView = serde_json::from_str(&json).unwrap();
+        hub.call_started(&call("x1", None)).unwrap();
+        hub.call_started(&call("x2", None)).unwrap();
+        assert!(hub.adopt(view.clone()));
+        assert!(!hub.adopt(view));
+        assert!(hub.knows("c2"));
+        let late = hub.connect(principal("sup3", Role::Supervisor, None));
+        let snap: serde_json::Value = serde_json::from_str(&late.snapshot).unwrap();
+        let c2 = snap["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["call"]["call_id"] == "c2")
+            .unwrap();
+        assert_eq!(c2["last_lines"][0]["text"], "hello", "{c2}");
+        assert_eq!(c2["alert_status"][0]["state"], "open", "{c2}");
     }
 }

@@ -59,9 +59,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Days a cluster message's id is remembered: past the event stream's retention, after
+/// which JetStream cannot redeliver it.
+const APPLIED_DAYS: u32 = 2;
+
 /// One write, borrowed: what [`Store`]'s methods and the writer thread apply.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Write<'a> {
+    /// The write, unless a write with this id (a cluster message's) was applied before; then
+    /// [`StoreError::AlreadyApplied`] and nothing changes. The time is when it is applied.
+    Once(&'a str, u64, &'a Write<'a>),
     CallStarted(&'a CallInfo, u64),
     Event(&'a Event),
     AlertDecided(&'a AlertStatus),
@@ -364,6 +371,12 @@ impl Store {
                 .ctx(&path, "sweep: deleting call contents")?;
             }
         }
+        // Cluster message ids outlive any redelivery (JetStream keeps events a day).
+        tx.execute(
+            "DELETE FROM applied WHERE at_unix_ms < ?1",
+            [cutoff(APPLIED_DAYS)],
+        )
+        .ctx(&path, "sweep: forgetting old cluster message ids")?;
         if audio_days > 0 {
             let mut stmt = tx
                 .prepare(
@@ -507,6 +520,19 @@ fn exec(
 
 fn write_one(conn: &Connection, path: &Path, w: Write<'_>) -> Result<i64, StoreError> {
     match w {
+        Write::Once(id, now, inner) => {
+            let fresh = exec(
+                conn,
+                path,
+                "noting a cluster message",
+                "INSERT OR IGNORE INTO applied (id, at_unix_ms) VALUES (?1, ?2)",
+                params![id, ms(now)],
+            )?;
+            if fresh == 0 {
+                return Err(StoreError::AlreadyApplied(id.to_owned()));
+            }
+            write_one(conn, path, *inner)
+        }
         Write::CallStarted(info, started) => {
             exec(
                 conn,

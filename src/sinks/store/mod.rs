@@ -109,7 +109,7 @@ pub use db::{LOCK_FILE, Store};
 pub use export::{to_json, to_srt, to_vtt};
 pub use query::StoreReader;
 pub use schema::DB_FILE;
-pub use writer::{StoreHandle, StoreWriter, WriterStats};
+pub use writer::{Replicated, StoreHandle, StoreWriter, WriterStats};
 
 /// A stored call's own id: the store's row number, unique for ever. (The phone system's
 /// `call_id` is not: the sound-card call is always `device`, and a replayed file keeps its name
@@ -160,6 +160,9 @@ pub enum StoreError {
         found: u32,
         expected: u32,
     },
+    /// A cluster message stored before (a redelivery): an expected state, nothing changed.
+    #[error("cluster message {0} was stored before")]
+    AlreadyApplied(String),
     #[error("call store {}: no call {call_id:?} (events for a call must follow its start)", .path.display())]
     UnknownCall { path: PathBuf, call_id: String },
     #[error("call store {}: no stored call with id {id}", .path.display())]
@@ -206,15 +209,19 @@ pub enum Outcome {
     /// The daemon stopped (crash, kill, power loss) while the call was going on; the end is
     /// the call's last stored event.
     Recovered,
+    /// In a cluster: the edge holding the call stopped (its heartbeats ended), so a hub closed
+    /// the call with its last state (the edge's name is the call's `end_detail`).
+    LostEdge,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 6] = [
         Outcome::Live,
         Outcome::Hangup,
         Outcome::Disconnected,
         Outcome::SourceError,
         Outcome::Recovered,
+        Outcome::LostEdge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -224,6 +231,7 @@ impl Outcome {
             Outcome::Disconnected => "disconnected",
             Outcome::SourceError => "source_error",
             Outcome::Recovered => "recovered",
+            Outcome::LostEdge => "lost_edge",
         }
     }
 
@@ -237,6 +245,10 @@ impl Outcome {
             EndReason::Hangup => (Outcome::Hangup, None),
             EndReason::Disconnected => (Outcome::Disconnected, None),
             EndReason::SourceError(e) => (Outcome::SourceError, Some(e.clone())),
+            EndReason::LostEdge(edge) => (
+                Outcome::LostEdge,
+                Some(format!("edge {edge} stopped sending heartbeats")),
+            ),
         }
     }
 }

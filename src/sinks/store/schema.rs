@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         what: "full-text index over transcript segments (Chinese and English), filled from the segments",
         apply: v2_fulltext,
     },
+    Migration {
+        version: 3,
+        what: "ids of the cluster messages already stored, so a redelivered one is stored once",
+        apply: v3_applied,
+    },
 ];
 
 /// The version this build reads and writes.
@@ -179,6 +184,18 @@ fn v2_fulltext(tx: &Transaction) -> rusqlite::Result<()> {
         write.execute(rusqlite::params![id, fts::index_text(&text)])?;
     }
     Ok(())
+}
+
+fn v3_applied(tx: &Transaction) -> rusqlite::Result<()> {
+    // One row per cluster message a hub stored (`callguard.evt.*`, docs/cluster.md); pruned by
+    // the retention sweep once JetStream can no longer redeliver it.
+    tx.execute_batch(
+        "CREATE TABLE applied (
+             id          TEXT PRIMARY KEY,
+             at_unix_ms  INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         CREATE INDEX applied_at ON applied(at_unix_ms);",
+    )
 }
 
 /// The database's schema version.

@@ -1381,3 +1381,52 @@ fn each_call_on_a_page_gets_its_own_earliest_matching_line() {
         ]
     );
 }
+
+#[tokio::test]
+async fn cluster_messages_are_stored_once_however_often_they_come() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (handle, join) = StoreWriter::start(store).unwrap();
+    let once = |id: &str, w: Replicated| handle.apply_once(id.into(), T0, w);
+    // An event before its call's start (redelivered out of order) is refused, and not
+    // remembered: it is stored when it comes again after the start.
+    let early = line("c1", "customer", 0, 1000, "hello", "en");
+    let err = once("e-2", Replicated::Event(early.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownCall { .. }), "{err}");
+    assert!(
+        once("e-1", Replicated::CallStarted(info("c1", None), T0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !once("e-1", Replicated::CallStarted(info("c1", None), T0))
+            .await
+            .unwrap()
+    );
+    assert!(once("e-2", Replicated::Event(early.clone())).await.unwrap());
+    assert!(!once("e-2", Replicated::Event(early)).await.unwrap());
+    // Partials are never stored.
+    let p = partial("c1", "customer", 1000, 2000, "hel");
+    assert!(!once("e-3", Replicated::Event(p)).await.unwrap());
+    let end = Replicated::CallEnded("c1".into(), EndReason::LostEdge("edge-1".into()), T0 + 9);
+    assert!(once("e-4", end).await.unwrap());
+    handle.flush().await.unwrap();
+    let reader = StoreReader::open(dir.path()).unwrap();
+    let d = reader.get_call(1).unwrap().unwrap();
+    let texts: Vec<&str> = d.segments.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(texts, ["hello"]);
+    assert_eq!(d.call.outcome, Outcome::LostEdge);
+    assert_eq!(
+        d.call.end_detail.as_deref(),
+        Some("edge edge-1 stopped sending heartbeats")
+    );
+    assert_eq!(reader.find_calls("c1").unwrap().len(), 1);
+    // The ids are forgotten by the retention sweep once no redelivery can come.
+    handle.sweep(T0 + 3 * DAY, 0, 0).await.unwrap();
+    drop(handle);
+    join.join().unwrap();
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM applied"), 0);
+}

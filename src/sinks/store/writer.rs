@@ -56,6 +56,8 @@ impl WriterStats {
 /// An owned write.
 #[derive(Debug)]
 enum Op {
+    /// The inner write unless one with this id was applied before (at this time).
+    Once(String, u64, Box<Op>),
     CallStarted(CallInfo, u64),
     Event(Event),
     AlertDecided(AlertStatus),
@@ -67,8 +69,10 @@ enum Op {
 }
 
 impl Op {
+    /// The write; a `Once` gives its inner write (see [`Op::wrap`]).
     fn as_write(&self) -> Write<'_> {
         match self {
+            Op::Once(_, _, inner) => inner.as_write(),
             Op::CallStarted(info, t) => Write::CallStarted(info, *t),
             Op::Event(e) => Write::Event(e),
             Op::AlertDecided(s) => Write::AlertDecided(s),
@@ -80,9 +84,18 @@ impl Op {
         }
     }
 
+    /// `inner` (this op's [`Op::as_write`]) wrapped for a `Once`.
+    fn wrap<'a>(&'a self, inner: &'a Write<'a>) -> Write<'a> {
+        match self {
+            Op::Once(id, now, _) => Write::Once(id, *now, inner),
+            _ => *inner,
+        }
+    }
+
     /// For logs: what it was and for which call.
     fn describe(&self) -> String {
         match self {
+            Op::Once(id, _, inner) => format!("{} (cluster message {id})", inner.describe()),
             Op::CallStarted(info, _) => format!("call_started {}", info.call_id),
             Op::Event(e) => {
                 let kind = match e {
@@ -119,6 +132,17 @@ enum Msg {
         reply: oneshot::Sender<Result<SweepReport, StoreError>>,
     },
     Flush(oneshot::Sender<()>),
+}
+
+/// A write that arrives as a cluster message (a hub storing what edges publish): stored at
+/// most once per message id, whatever JetStream redelivers.
+#[derive(Debug)]
+pub enum Replicated {
+    CallStarted(CallInfo, u64),
+    Event(Event),
+    AlertDecided(AlertStatus),
+    CallEnded(String, EndReason, u64),
+    SetRecording(String, PathBuf),
 }
 
 /// Starts the writer thread.
@@ -223,6 +247,33 @@ impl StoreHandle {
             return Ok(());
         }
         self.write_and_wait(Op::Event(event)).await.map(|_| ())
+    }
+
+    /// Stores a cluster message's write unless a message with this id was stored before, and
+    /// waits until it is committed: `Ok(true)` stored now, `Ok(false)` stored before (a
+    /// redelivery; nothing changed). Partial transcripts are not stored (`Ok(false)`).
+    pub async fn apply_once(
+        &self,
+        id: String,
+        now_unix_ms: u64,
+        write: Replicated,
+    ) -> Result<bool, StoreError> {
+        let op = match write {
+            Replicated::CallStarted(info, t) => Op::CallStarted(info, t),
+            Replicated::Event(Event::Transcript(t)) if !t.is_final => return Ok(false),
+            Replicated::Event(e) => Op::Event(e),
+            Replicated::AlertDecided(s) => Op::AlertDecided(s),
+            Replicated::CallEnded(id, r, t) => Op::CallEnded(id, r, t),
+            Replicated::SetRecording(id, p) => Op::SetRecording(id, p),
+        };
+        match self
+            .write_and_wait(Op::Once(id, now_unix_ms, Box::new(op)))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::AlreadyApplied(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Queues an alert's new status (accepted, dismissed, escalated).
@@ -354,7 +405,12 @@ fn commit(store: &mut Store, ops: &mut Vec<(Op, Option<Reply>)>, stats: &WriterS
     let mut attempt = 0;
     let (results, committed) = loop {
         attempt += 1;
-        let writes: Vec<Write<'_>> = ops.iter().map(|(op, _)| op.as_write()).collect();
+        let inner: Vec<Write<'_>> = ops.iter().map(|(op, _)| op.as_write()).collect();
+        let writes: Vec<Write<'_>> = ops
+            .iter()
+            .zip(&inner)
+            .map(|((op, _), w)| op.wrap(w))
+            .collect();
         let (results, committed) = store.apply(&writes);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         match committed {
@@ -372,6 +428,9 @@ fn commit(store: &mut Store, ops: &mut Vec<(Op, Option<Reply>)>, stats: &WriterS
                 match &result {
                     Ok(_) => {
                         stats.written.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(StoreError::AlreadyApplied(id)) => {
+                        tracing::debug!(%id, "cluster message stored before: skipped");
                     }
                     Err(e) => {
                         stats.failed.fetch_add(1, Ordering::Relaxed);
