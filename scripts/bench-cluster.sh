@@ -3,6 +3,8 @@
 # processes (`serve --role asr`) and one edge (`serve --role edge`), then `callguard bench
 # live --url` at each call count. Everything runs on loopback in a temporary folder and is
 # stopped at the end. Compare with `callguard bench live` (one process) on the same machine.
+# With HUB=1 a hub (`serve --role hub`) runs too and the supervisor screen watches it, so the
+# lags include the edge -> NATS -> hub hop.
 #   scripts/bench-cluster.sh [counts] [asr processes] [seconds]    e.g. 1,4 2 60
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +32,15 @@ for i in $(seq 1 "$nodes"); do
 done
 ingest=$($bin token create --role ingest --name bench-ingest --data-dir "$tmp/edge" | tail -1)
 sup=$($bin token create --role supervisor --name bench --data-dir "$tmp/edge" | tail -1)
+watch=()
+if [[ ${HUB:-0} == 1 ]]; then
+  sup=$($bin token create --role supervisor --name bench --data-dir "$tmp/hub" | tail -1)
+  hport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  $bin serve --role hub --nats "$url" --node hub-1 --listen "127.0.0.1:$hport" --data-dir "$tmp/hub" 2>"$tmp/hub.log" &
+  pids+=($!)
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$hport/healthz" >/dev/null && break; sleep 0.2; done
+  watch=(--watch-url "http://127.0.0.1:$hport")
+fi
 for n in ${counts//,/ }; do
   eport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   $bin serve --role edge --nats "$url" --node edge-1 --listen "127.0.0.1:$eport" --data-dir "$tmp/edge" 2>"$tmp/edge.log" &
@@ -37,6 +48,6 @@ for n in ${counts//,/ }; do
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$eport/healthz" >/dev/null && break; sleep 0.2; done
   echo "== $n calls, $nodes asr process(es) x $workers worker(s)"
   $bin bench live --url "http://127.0.0.1:$eport" --ingest-token "$ingest" --token "$sup" \
-    --calls "$n" --duration "$seconds" ${BENCH_FLAGS:-}
+    --calls "$n" --duration "$seconds" "${watch[@]}" ${BENCH_FLAGS:-}
   kill "$edge"; for _ in $(seq 50); do kill -0 "$edge" 2>/dev/null || break; sleep 0.2; done; kill -9 "$edge" 2>/dev/null || true
 done

@@ -27,7 +27,7 @@
 //! | sinks    | `sinks::hub`           | live state and fan-out to screens, the `/ws` protocol, access tokens |
 //! | sinks    | `sinks::recorder`      | a call's recording on its own thread |
 //! | sinks    | `sinks::egress`        | the one way out of a call: redact, silence, store, show |
-//! | cluster  | `cluster`              | NATS JetStream between processes: the connection, the wire format, the edge's remote Whisper queue, the asr role |
+//! | cluster  | `cluster`              | NATS JetStream between processes: the connection, the wire formats, the edge's remote Whisper queue, the asr role, calls' events from edges to hubs |
 //! | http     | `http`                 | the router: `/ws`, the review API, the screens, `/metrics` |
 //! | config   | `config`               | the TOML file: each stage's section, gathered and validated |
 //! | daemon   | `daemon`               | `serve`: wiring, hosting calls, housekeeping, shutdown |

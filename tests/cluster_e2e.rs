@@ -1,11 +1,18 @@
 //! A cluster of real processes over a real NATS server: `nats-server` with JetStream on a free
 //! port and a temporary folder, `callguard serve --role asr` processes with the real model,
-//! and one `--role edge` process that loads no model. Three Twilio calls stream to the edge at
-//! real-time pace while a supervisor watches it, and in the middle of the calls one asr
-//! process is killed with SIGKILL, or NATS itself is killed and started again. Checked: every
-//! call reaches the supervisor with final transcripts and its transfer prompt, and no
-//! utterance was lost (the edge's `/metrics` counts none refused or timed out, and every
-//! final it sent came back).
+//! `--role edge` processes that load no model, and `--role hub` processes with stores of their
+//! own. Twilio calls stream to the edge at real-time pace. Checked:
+//! - one asr process killed with SIGKILL mid-call: every call still reaches the supervisor with
+//!   final transcripts and its prompt, and no utterance was lost (the edge's `/metrics` counts
+//!   none refused or timed out, and every final it sent came back);
+//! - NATS itself killed and started again: the same;
+//! - two hubs: a supervisor on one sees partial and final lines and the prompts, accepts one,
+//!   and the acceptance reaches the agent's screen on the edge and both hubs' stores; the other
+//!   hub, killed with SIGKILL mid-call and restarted, shows the live calls again and stores
+//!   exactly what the edge stored, each line and prompt once;
+//! - an edge killed mid-call: the hub marks its call lost, keeps its state, stores `lost_edge`.
+//!
+//! `CLUSTER_TEST_LOGS=DIR` (with `RUST_LOG`) keeps every process's log in `DIR/<node>.log`.
 
 mod common;
 
@@ -70,19 +77,36 @@ fn serve(config: &Path, args: &[&str]) -> Child {
         .expect("callguard serve starts")
 }
 
-/// Waits for the edge's "serving on http://ADDR" line and keeps draining its stderr.
-fn serving_addr(child: &mut Child) -> SocketAddr {
+/// Drains a process's log lines so its pipe never fills; with `CLUSTER_TEST_LOGS=DIR` (and
+/// `RUST_LOG`, which the processes inherit) they are kept in `DIR/<name>.log` for debugging.
+fn drain(lines: impl Iterator<Item = std::io::Result<String>> + Send + 'static, name: &str) {
+    use std::io::Write;
+    let mut file = std::env::var_os("CLUSTER_TEST_LOGS").map(|dir| {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::File::create(Path::new(&dir).join(format!("{name}.log"))).unwrap()
+    });
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Some(f) = &mut file {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    });
+}
+
+/// Waits for the process's "serving on http://ADDR" line and keeps draining its stderr.
+fn serving_addr(child: &mut Child, name: &str) -> SocketAddr {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.strip_prefix("callguard serving on http://") {
             let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-            std::thread::spawn(move || lines.for_each(drop));
+            drain(lines, name);
             return addr;
         }
     }
-    panic!("the edge exited before serving");
+    panic!("{name} exited before serving");
 }
 
 fn token(dir: &Path, role: &str, name: &str) -> String {
@@ -152,7 +176,7 @@ async fn edge(tmp: &Path, config: &Path, url: &str) -> Edge {
             data.to_str().unwrap(),
         ],
     );
-    let addr = serving_addr(&mut child);
+    let addr = serving_addr(&mut child, "edge-1");
     let (screen, _) =
         tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={supervisor}"))
             .await
@@ -182,9 +206,8 @@ fn config(tmp: &Path, workers: usize) -> std::path::PathBuf {
 
 fn asr(config: &Path, url: &str, node: &str) -> Proc {
     let mut child = serve(config, &["--role", "asr", "--nats", url, "--node", node]);
-    // Drained, so that its log can never fill the pipe and stall it.
     let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || BufReader::new(stderr).lines().for_each(drop));
+    drain(BufReader::new(stderr).lines(), node);
     Proc(child)
 }
 
@@ -283,11 +306,11 @@ async fn an_edge_and_two_asr_nodes_lose_nothing_when_one_asr_node_is_killed() {
     .await;
 }
 
-// Ignored until fixed: about one run in three, one call's prompt-bearing utterance goes
-// unanswered for the whole `final_timeout_ms` after the restart (the cause is not found yet;
-// see docs/cluster.md, "Known gaps"). Run it with `cargo test --release --test cluster_e2e --
-// --ignored`.
-#[ignore = "one run in three loses an utterance across a NATS restart: docs/cluster.md, Known gaps"]
+// Before the hub role's commit this lost one utterance about one run in three (its call waited
+// out `final_timeout_ms`); since, it has not failed once in 16 runs, 3 of them under a CPU
+// hog, while the previous commit still failed 1 in 3 the same day. The cause was not pinned
+// down: see docs/cluster.md, Known gaps. If it fails again, keep its logs with
+// `CLUSTER_TEST_LOGS=dir RUST_LOG=callguard=debug,async_nats=debug`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_reconnect_by_themselves_when_nats_restarts_under_running_calls() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -329,7 +352,7 @@ fn hub(config: &Path, url: &str, node: &str, data: &Path) -> (Proc, SocketAddr) 
             data.to_str().unwrap(),
         ],
     );
-    let addr = serving_addr(&mut child);
+    let addr = serving_addr(&mut child, node);
     (Proc(child), addr)
 }
 
@@ -643,4 +666,78 @@ async fn a_hub_marks_the_calls_of_a_dead_edge_lost_and_keeps_their_state() {
     let list: Value = serde_json::from_str(&list.text()).unwrap();
     assert_eq!(list["items"][0]["call_id"], "CA9", "{list}");
     assert_eq!(list["items"][0]["outcome"], "lost_edge", "{list}");
+}
+
+/// NATS with NKey authentication: a hub with the right seed (from the environment) joins and
+/// serves; one with another seed is refused with a clear error, and neither seed is ever
+/// written to the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nkey_credentials_come_from_the_environment_and_are_never_logged() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let user = nkeys::KeyPair::new_user();
+    let seed = user.seed().unwrap();
+    let stranger = nkeys::KeyPair::new_user().seed().unwrap();
+    let port = free_port().port();
+    let conf = tmp.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n\
+             authorization {{ users = [ {{ nkey: {:?} }} ] }}\n",
+            tmp.path().join("js"),
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("nats-server")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server is installed (make deps)");
+    let _nats = Proc(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    let run = |seed: &str, data: &str| {
+        bin()
+            .args(["serve", "--role", "hub", "--nats", &url, "--node", "hub-k"])
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(tmp.path().join(data))
+            .env("CALLGUARD_NATS_NKEY", seed)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // The wrong seed: refused, and said so.
+    let out = run(&stranger, "d1").wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("cannot connect to NATS"), "{log}");
+    assert!(!log.contains(&stranger), "the seed was logged:\n{log}");
+    // The right one: it joins and serves.
+    let mut child = run(&seed, "d2");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        assert!(!line.contains(&seed), "the seed was logged: {line}");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("callguard serving on http://") {
+            break;
+        }
+    }
+    assert!(seen.contains("callguard serving on"), "{seen}");
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -89,9 +89,13 @@ pub struct BenchLiveArgs {
     /// Ingest token for --url.
     #[arg(long)]
     pub ingest_token: Option<String>,
-    /// Supervisor token for --url.
+    /// Supervisor token for --url (or for --watch-url).
     #[arg(long)]
     pub token: Option<String>,
+    /// Watch the calls on another process than the one they are sent to (http://HOST:PORT):
+    /// a cluster hub, so that the lags include the hop from the edge to the hub.
+    #[arg(long, requires = "url")]
+    pub watch_url: Option<String>,
     /// Goal: final-transcript lag p95 at most this (seconds).
     #[arg(long, default_value_t = 2.5)]
     pub goal_final_p95: f64,
@@ -207,6 +211,18 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The address of an http://HOST:PORT URL.
+fn resolve(url: &str) -> Result<SocketAddr> {
+    let hostport = url
+        .trim_start_matches("http://")
+        .trim_start_matches("ws://")
+        .trim_end_matches('/');
+    std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .with_context(|| format!("{url} is not http://HOST:PORT"))?
+        .next()
+        .ok_or_else(|| anyhow!("{url} resolves to no address"))
+}
+
 /// A daemon under load: one this harness started, or one it was pointed at.
 struct Target {
     addr: SocketAddr,
@@ -283,14 +299,7 @@ impl Target {
     }
 
     fn remote(args: &BenchLiveArgs, url: &str) -> Result<Target> {
-        let hostport = url
-            .trim_start_matches("http://")
-            .trim_start_matches("ws://")
-            .trim_end_matches('/');
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
-            .with_context(|| format!("{url} is not http://HOST:PORT"))?
-            .next()
-            .ok_or_else(|| anyhow!("{url} resolves to no address"))?;
+        let addr = resolve(url)?;
         Ok(Target {
             addr,
             ingest_token: args.ingest_token.clone().unwrap_or_default(),
@@ -639,7 +648,11 @@ async fn run_once(
         None => tokio::task::block_in_place(|| Target::spawn(args))?,
     };
     let seen: Shared = Arc::default();
-    let screen = tokio::spawn(watch(target.addr, target.token.clone(), Arc::clone(&seen)));
+    let watched = match &args.watch_url {
+        Some(url) => resolve(url)?,
+        None => target.addr,
+    };
+    let screen = tokio::spawn(watch(watched, target.token.clone(), Arc::clone(&seen)));
     // The screen's snapshot arrives before any call starts.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let usage_start = target.pid().and_then(proc_usage);

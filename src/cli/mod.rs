@@ -239,11 +239,13 @@ pub struct ServeArgs {
     /// config's [cluster] nats. See docs/cluster.md.
     #[arg(long)]
     pub nats: Option<String>,
-    /// What this process runs: all (the default), edge (ingest, detection, screens, store;
-    /// Whisper on asr nodes) or asr (Whisper workers for the cluster). edge and asr need NATS.
+    /// What this process runs: all (the default), edge (ingest, detection, its calls' screens
+    /// and store; Whisper on asr nodes), asr (Whisper workers for the cluster) or hub (screens,
+    /// API and store for every edge's calls). All but `all` need NATS.
     #[arg(long, value_enum, default_value = "all")]
     pub role: crate::cluster::Role,
     /// This process's name in the cluster, unique per process (default: role, host and pid).
+    /// A hub's must stay the same across restarts: it names the hub's place in the stream.
     #[arg(long)]
     pub node: Option<String>,
 }

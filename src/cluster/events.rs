@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -565,6 +566,12 @@ pub async fn run_hub(
             let unknown: Vec<String> = {
                 let mut edges = lock_edges(&e);
                 edges.seen.insert(beat.node.clone(), (beat.run, now));
+                // Forget calls of this run that it no longer holds and this hub has ended
+                // (a heartbeat can overtake the stream's `call_ended`).
+                let held: std::collections::HashSet<&String> = beat.calls.iter().collect();
+                edges.calls.retain(|id, (node, run, _)| {
+                    *node != beat.node || *run != beat.run || held.contains(id) || h.knows(id)
+                });
                 for id in &beat.calls {
                     edges
                         .calls
@@ -642,8 +649,11 @@ pub async fn run_hub(
         }
     });
 
-    // The stream: stored once, then shown, then acked.
-    while !stop.is_cancelled() {
+    // The stream: stored once, then shown, then acked, in the stream's order. Up to
+    // `IN_FLIGHT` messages wait for the store at once, so that its writer commits them in
+    // batches rather than one transaction each.
+    let mut inflight = FuturesOrdered::new();
+    'outer: while !stop.is_cancelled() {
         let mut messages = match consumer.messages().await {
             Ok(m) => m,
             Err(e) => {
@@ -655,48 +665,82 @@ pub async fn run_hub(
             }
         };
         loop {
-            let msg = tokio::select! {
-                m = messages.next() => m,
-                () = stop.cancelled() => break,
-            };
-            let msg = match msg {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "event stream interrupted");
-                    continue;
+            tokio::select! {
+                biased;
+                Some(done) = inflight.next(), if !inflight.is_empty() => {
+                    finish(done, &hub).await;
                 }
-                None => break,
-            };
-            let ack = match decode::<Envelope>(&msg.payload) {
-                Ok(env) => apply(env, &hub, &store, &edges).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "unreadable cluster event terminated");
-                    AckKind::Term
+                m = messages.next(), if inflight.len() < IN_FLIGHT => {
+                    let msg = match m {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "event stream interrupted");
+                            continue;
+                        }
+                        None => break,
+                    };
+                    match decode::<Envelope>(&msg.payload) {
+                        Ok(env) => {
+                            note_edge(&env, &edges);
+                            inflight.push_back(apply(env, msg, store.clone()));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable cluster event terminated");
+                            let _ = msg.ack_with(AckKind::Term).await;
+                        }
+                    }
                 }
-            };
-            let _ = msg.ack_with(ack).await;
+                () = stop.cancelled() => break 'outer,
+            }
         }
+    }
+    // What was taken is stored and acked before the hub goes.
+    while let Some(done) = inflight.next().await {
+        finish(done, &hub).await;
     }
     tasks.close();
     tasks.wait().await;
     Ok(())
 }
 
-/// Stores one message (once), then shows it; says how to answer JetStream.
-async fn apply(env: Envelope, hub: &Hub, store: &StoreHandle, edges: &Mutex<Edges>) -> AckKind {
-    let now = unix_ms();
-    let call_id = env.body.call_id().to_owned();
-    if !matches!(env.body, Body::Decided { .. }) {
-        let mut e = lock_edges(edges);
-        if matches!(env.body, Body::CallEnded { .. }) {
-            e.calls.remove(&call_id);
-        } else {
-            e.calls
-                .entry(call_id.clone())
-                .or_insert_with(|| (env.node.clone(), env.run, Instant::now()));
-        }
+/// Messages a hub has taken from the stream and not yet stored.
+const IN_FLIGHT: usize = 256;
+
+/// Which edge (and run) holds the message's call, as the stream says.
+fn note_edge(env: &Envelope, edges: &Mutex<Edges>) {
+    if matches!(env.body, Body::Decided { .. }) {
+        return;
     }
-    let (write, show): (Replicated, Box<dyn FnOnce(bool) + Send + '_>) = match env.body {
+    let call_id = env.body.call_id();
+    let mut e = lock_edges(edges);
+    if matches!(env.body, Body::CallEnded { .. }) {
+        e.calls.remove(call_id);
+    } else if !e.calls.contains_key(call_id) {
+        e.calls.insert(
+            call_id.to_owned(),
+            (env.node.clone(), env.run, Instant::now()),
+        );
+    }
+}
+
+/// What to show of a message once stored: given whether it was stored now (not before).
+type Show = Box<dyn FnOnce(&Hub, bool) + Send>;
+
+/// A message stored (or not): how to answer JetStream, and what to show.
+type Done = (jetstream::Message, AckKind, Box<dyn FnOnce(&Hub) + Send>);
+
+/// Shows a stored message, then acks it. Called in the stream's order (`FuturesOrdered` hands
+/// results back in the order they were pushed, though the futures may finish in any order).
+async fn finish((msg, ack, show): Done, hub: &Hub) {
+    show(hub);
+    let _ = msg.ack_with(ack).await;
+}
+
+/// Stores one message (once) and says what to show of it: nothing when it was stored before
+/// (a redelivery: the screens saw it from the process that stored it) or not at all.
+async fn apply(env: Envelope, msg: jetstream::Message, store: StoreHandle) -> Done {
+    let call_id = env.body.call_id().to_owned();
+    let (write, show): (Replicated, Show) = match env.body {
         Body::CallStarted {
             info,
             started_unix_ms,
@@ -704,7 +748,7 @@ async fn apply(env: Envelope, hub: &Hub, store: &StoreHandle, edges: &Mutex<Edge
             let shown = info.clone();
             (
                 Replicated::CallStarted(info, started_unix_ms),
-                Box::new(move |_| {
+                Box::new(move |hub, _| {
                     if !hub.knows(&shown.call_id) {
                         let _ = hub.call_started(&shown);
                     }
@@ -715,7 +759,7 @@ async fn apply(env: Envelope, hub: &Hub, store: &StoreHandle, edges: &Mutex<Edge
             let shown = event.clone();
             (
                 Replicated::Event(event),
-                Box::new(move |fresh| {
+                Box::new(move |hub, fresh| {
                     if fresh {
                         hub.event(&shown);
                     }
@@ -723,7 +767,7 @@ async fn apply(env: Envelope, hub: &Hub, store: &StoreHandle, edges: &Mutex<Edge
             )
         }
         Body::Recording { call_id, path } => {
-            (Replicated::SetRecording(call_id, path), Box::new(|_| {}))
+            (Replicated::SetRecording(call_id, path), Box::new(|_, _| {}))
         }
         Body::CallEnded {
             call_id,
@@ -733,29 +777,34 @@ async fn apply(env: Envelope, hub: &Hub, store: &StoreHandle, edges: &Mutex<Edge
             let id = call_id.clone();
             (
                 Replicated::CallEnded(call_id, end, ended_unix_ms),
-                Box::new(move |_| hub.call_ended(&id)),
+                Box::new(move |hub, _| hub.call_ended(&id)),
             )
         }
         Body::Decided { status } => {
             let shown = status.clone();
             (
                 Replicated::AlertDecided(status),
-                Box::new(move |_| {
+                Box::new(move |hub, _| {
                     hub.apply_decided(&shown);
                 }),
             )
         }
     };
-    match store.apply_once(env.id.clone(), now, write).await {
-        Ok(fresh) => {
-            show(fresh);
-            AckKind::Ack
-        }
+    match store.apply_once(env.id.clone(), unix_ms(), write).await {
+        Ok(fresh) => (msg, AckKind::Ack, Box::new(move |hub| show(hub, fresh))),
         // Its call's start is not stored yet (redelivered out of order after a crash): later.
-        Err(StoreError::UnknownCall { .. }) => AckKind::Nak(Some(Duration::from_secs(1))),
+        Err(StoreError::UnknownCall { .. }) => (
+            msg,
+            AckKind::Nak(Some(Duration::from_secs(1))),
+            Box::new(|_| {}),
+        ),
         Err(e) => {
             tracing::error!(id = %env.id, %call_id, error = %e, "cluster event not stored: retrying later");
-            AckKind::Nak(Some(Duration::from_secs(2)))
+            (
+                msg,
+                AckKind::Nak(Some(Duration::from_secs(2))),
+                Box::new(|_| {}),
+            )
         }
     }
 }

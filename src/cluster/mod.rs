@@ -1,8 +1,9 @@
 //! Several callguard processes as one, over NATS JetStream (`docs/cluster.md` has the subjects,
 //! streams, formats and settings). This module is the transport only: the connection with its
-//! credentials, the streams, the edge's remote Whisper queue ([`remote::RemoteAsr`]) and the
-//! asr role's worker loop ([`node::run_asr_node`]). What a call does with its transcripts is
-//! the pipeline's business, and which roles run is the daemon's.
+//! credentials, the streams, the edge's remote Whisper queue ([`remote::RemoteAsr`]), the
+//! asr role's worker loop ([`node::run_asr_node`]), and calls' events from edges to hubs with
+//! the hub's store-once loop and the edges' liveness ([`events`]). What a call does with its
+//! transcripts is the pipeline's business, and which roles run is the daemon's.
 //!
 //! Without `[cluster] nats` (or `--nats`) none of this runs: one process, nothing to connect.
 
@@ -54,7 +55,8 @@ pub enum Role {
 }
 
 /// The cluster section (`[cluster]`). Credentials may instead come from the environment
-/// (`CALLGUARD_NATS_USER`, `CALLGUARD_NATS_PASSWORD`, `CALLGUARD_NATS_TOKEN`), which wins;
+/// (`CALLGUARD_NATS_USER`, `CALLGUARD_NATS_PASSWORD`, `CALLGUARD_NATS_TOKEN`,
+/// `CALLGUARD_NATS_NKEY`), which wins;
 /// they are never logged.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -66,6 +68,9 @@ pub struct ClusterConfig {
     pub password: String,
     /// NATS token; empty = none.
     pub token: String,
+    /// NATS NKey seed (`SU...`, the user's private seed from `nk -gen user`); empty = none.
+    /// Wins over the token and the user/password.
+    pub nkey: String,
     /// ms an asr node may hold an utterance without word before JetStream gives it to another
     /// node (1000..600000). Nodes at work say so every third of this, so only a dead node's
     /// utterances move.
@@ -87,6 +92,7 @@ impl Default for ClusterConfig {
             user: String::new(),
             password: String::new(),
             token: String::new(),
+            nkey: String::new(),
             ack_wait_ms: 15_000,
             final_timeout_ms: 120_000,
             partial_timeout_ms: 3_000,
@@ -103,6 +109,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("user", &self.user)
             .field("password", &(!self.password.is_empty()).then_some("<set>"))
             .field("token", &(!self.token.is_empty()).then_some("<set>"))
+            .field("nkey", &(!self.nkey.is_empty()).then_some("<set>"))
             .field("ack_wait_ms", &self.ack_wait_ms)
             .field("final_timeout_ms", &self.final_timeout_ms)
             .field("partial_timeout_ms", &self.partial_timeout_ms)
@@ -121,6 +128,10 @@ impl ClusterConfig {
                 "cluster.nats must be a nats:// or tls:// URL, not {:?}",
                 self.nats
             ));
+        }
+        if !self.nkey.is_empty() && !self.nkey.starts_with("SU") {
+            // Never echo it: it is a private key.
+            return Err("cluster.nkey must be a user seed (it starts with SU)".into());
         }
         if self.user.is_empty() != self.password.is_empty() {
             return Err("cluster.user and cluster.password go together".into());
@@ -166,7 +177,10 @@ pub async fn connect(cfg: &ClusterConfig, node: &str) -> Result<async_nats::Clie
     let user = env_or("CALLGUARD_NATS_USER", &cfg.user);
     let password = env_or("CALLGUARD_NATS_PASSWORD", &cfg.password);
     let token = env_or("CALLGUARD_NATS_TOKEN", &cfg.token);
-    let mut opts = if !token.is_empty() {
+    let nkey = env_or("CALLGUARD_NATS_NKEY", &cfg.nkey);
+    let mut opts = if !nkey.is_empty() {
+        async_nats::ConnectOptions::with_nkey(nkey)
+    } else if !token.is_empty() {
         async_nats::ConnectOptions::with_token(token)
     } else if !user.is_empty() {
         async_nats::ConnectOptions::with_user_and_password(user, password)
@@ -299,12 +313,15 @@ mod tests {
             user: "u".into(),
             password: "hunter2".into(),
             token: "s3cret".into(),
+            nkey: "SUAPRIVATESEED".into(),
             ..Default::default()
         };
         assert_eq!(c.validate(), Ok(()));
         let shown = format!("{c:?}");
         assert!(
-            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            !shown.contains("hunter2")
+                && !shown.contains("s3cret")
+                && !shown.contains("PRIVATESEED"),
             "{shown}"
         );
     }

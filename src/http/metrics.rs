@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use crate::cluster::events::PublisherStats;
 use crate::ingest::IngestCounters;
 use crate::pipeline::asr::worker::Transcriber;
 use crate::sinks::hub::state::Hub;
@@ -29,7 +30,12 @@ impl Exposition {
 }
 
 /// The exposition text for one scrape.
-pub fn render(hub: &Hub, pool: Option<&dyn Transcriber>, ingest: &IngestCounters) -> String {
+pub fn render(
+    hub: &Hub,
+    pool: Option<&dyn Transcriber>,
+    ingest: &IngestCounters,
+    cluster: Option<&PublisherStats>,
+) -> String {
     let mut out = Exposition(String::with_capacity(4096));
     let c = &hub.counters;
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -227,6 +233,23 @@ pub fn render(hub: &Hub, pool: Option<&dyn Transcriber>, ingest: &IngestCounters
             "webhook_dropped_total",
             "Webhook deliveries dropped because the queue was full.",
             w.dropped,
+        );
+    }
+    if let Some(c) = cluster {
+        out.counter(
+            "cluster_events_published_total",
+            "Events this process stored in the cluster's event stream (for the hubs).",
+            n(&c.published),
+        );
+        out.counter(
+            "cluster_events_dropped_total",
+            "Events not sent to the hubs because NATS was away longer than the publisher's queue lasts (the local store kept them).",
+            n(&c.dropped),
+        );
+        out.counter(
+            "cluster_partials_dropped_total",
+            "Partial transcript lines not sent to the hubs because the publisher was behind.",
+            n(&c.partials_dropped),
         );
     }
     out.0

@@ -63,7 +63,12 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::render(&state.hub, state.pool.as_deref(), &state.ingest),
+        metrics::render(
+            &state.hub,
+            state.pool.as_deref(),
+            &state.ingest,
+            state.cluster.as_ref().map(|c| c.stats.as_ref()),
+        ),
     )
         .into_response()
 }
