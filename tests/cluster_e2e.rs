@@ -211,6 +211,18 @@ fn asr(config: &Path, url: &str, node: &str) -> Proc {
     Proc(child)
 }
 
+/// Every call had final transcript lines and its transfer prompt.
+fn every_call_heard(finals: &BTreeMap<String, usize>, prompted: impl Fn(&str) -> bool) {
+    for i in 0..CALLS.len() {
+        let id = format!("CA{i}");
+        assert!(
+            finals.get(&id).copied().unwrap_or(0) >= 2,
+            "{id}: {finals:?}"
+        );
+        assert!(prompted(&id), "{id} got no transfer prompt");
+    }
+}
+
 /// Streams the calls at real pace; `during` runs a few seconds in, while they are under way.
 /// Then reads the screen until every call has ended and checks that each had final
 /// transcripts and its prompt, and that the edge lost no utterance.
@@ -259,17 +271,7 @@ async fn calls_survive(e: &mut Edge, during: impl std::future::Future<Output = (
     for s in streams {
         s.await.unwrap();
     }
-    for i in 0..CALLS.len() {
-        let id = format!("CA{i}");
-        assert!(
-            finals.get(&id).copied().unwrap_or(0) >= 2,
-            "{id}: {finals:?}"
-        );
-        assert!(
-            alerts.contains(&id),
-            "{id} got no transfer prompt: {alerts:?}"
-        );
-    }
+    every_call_heard(&finals, |id| alerts.contains(id));
     // Nothing lost: every final the edge sent was answered, none refused or timed out.
     let body = common::daemon::http_get(e.addr, "/metrics").await;
     assert_eq!(
@@ -556,14 +558,7 @@ async fn hubs_show_and_store_every_call_once_even_when_one_is_killed() {
     for s in streams {
         s.await.unwrap();
     }
-    for i in 0..CALLS.len() {
-        let id = format!("CA{i}");
-        assert!(
-            finals.get(&id).copied().unwrap_or(0) >= 2,
-            "{id}: {finals:?}"
-        );
-        assert!(alerts.contains_key(&id), "{id} got no prompt: {alerts:?}");
-    }
+    every_call_heard(&finals, |id| alerts.contains_key(id));
     assert!(
         !partials.is_empty(),
         "no partial transcript reached the hub"

@@ -255,14 +255,7 @@ pub async fn run(
     });
     let ingest_counters = Arc::new(IngestCounters::default());
 
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", opts.listen))?;
-    let addr = listener.local_addr().context("listener address")?;
-    tracing::info!(%addr, "serving");
-    if let Some(ready) = ready {
-        let _ = ready.send(addr);
-    }
+    let listener = bind(opts.listen, ready).await?;
     let app = router(AppState {
         hub: Arc::clone(&hub),
         store: store.clone(),
@@ -337,11 +330,7 @@ pub async fn run(
     drop((store, host));
     // The writer thread ends once every handle is gone (the router's went with the server).
     let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
-    match server.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e).context("http server"),
-        Err(e) => Err(e).context("http server task"),
-    }
+    server_result(server).await
 }
 
 /// Opens the token file and the store (before anything else that takes time: a second daemon
@@ -370,6 +359,31 @@ async fn open_store(
     }
     let (store, thread) = StoreWriter::start(store)?;
     Ok((tokens, store, thread))
+}
+
+/// Listens on `listen`; `ready` gets the bound address (port 0 in tests).
+async fn bind(
+    listen: SocketAddr,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+) -> Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr().context("listener address")?;
+    tracing::info!(%addr, "serving");
+    if let Some(ready) = ready {
+        let _ = ready.send(addr);
+    }
+    Ok(listener)
+}
+
+/// How the HTTP server ended.
+async fn server_result(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<()> {
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e).context("http server"),
+        Err(e) => Err(e).context("http server task"),
+    }
 }
 
 /// Serves `app` until `shutdown`.
@@ -429,14 +443,7 @@ async fn run_hub(
     });
     tracing::info!(%node, nats = %cfg.cluster.nats, "hub joined the cluster");
     let screens_stop = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", opts.listen))?;
-    let addr = listener.local_addr().context("listener address")?;
-    tracing::info!(%addr, "serving");
-    if let Some(ready) = ready {
-        let _ = ready.send(addr);
-    }
+    let listener = bind(opts.listen, ready).await?;
     let app = router(AppState {
         hub: Arc::clone(&hub),
         store: store.clone(),
@@ -462,11 +469,7 @@ async fn run_hub(
     tracker.wait().await;
     drop(store);
     let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
-    match server.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e).context("http server"),
-        Err(e) => Err(e).context("http server task"),
-    }
+    server_result(server).await
 }
 
 /// The asr role: Whisper workers for the cluster, nothing else (no HTTP, no store). Runs
