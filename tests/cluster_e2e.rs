@@ -339,11 +339,16 @@ async fn nodes_reconnect_by_themselves_when_nats_restarts_under_running_calls() 
 
 /// A hub process on `data` (its own store and tokens), named `node`.
 fn hub(config: &Path, url: &str, node: &str, data: &Path) -> (Proc, SocketAddr) {
+    process(config, url, "hub", node, data)
+}
+
+/// A `role` process that serves HTTP, on `data`, named `node`.
+fn process(config: &Path, url: &str, role: &str, node: &str, data: &Path) -> (Proc, SocketAddr) {
     let mut child = serve(
         config,
         &[
             "--role",
-            "hub",
+            role,
             "--nats",
             url,
             "--node",
@@ -594,7 +599,8 @@ async fn hubs_show_and_store_every_call_once_even_when_one_is_killed() {
 
 /// An edge killed with SIGKILL mid-call: the hub keeps the call on screen with its last state,
 /// marks it `call_lost` once the edge's heartbeats stop, and ends it in its store as
-/// `lost_edge`. No asr node is needed for that (nor started: the call's words wait in NATS).
+/// `lost_edge`. An `all` process on the same NATS (an edge, an asr node and a hub in one) shows
+/// and stores the other edge's call the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_marks_the_calls_of_a_dead_edge_lost_and_keeps_their_state() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -607,6 +613,10 @@ async fn a_hub_marks_the_calls_of_a_dead_edge_lost_and_keeps_their_state() {
     let qa = token(&hub_data, "qa", "qa");
     let (_hub, h) = hub(&config, &url, "hub-1", &hub_data);
     let mut on_hub = screen(h, &sup).await;
+    let all_data = tmp.path().join("all");
+    let all_sup = token(&all_data, "supervisor", "sup");
+    let (_all, all_addr) = process(&config, &url, "all", "all-1", &all_data);
+    let mut on_all = screen(all_addr, &all_sup).await;
     let e = edge(tmp.path(), &config, &url).await;
     let call = TwilioCall {
         call: "CA9".into(),
@@ -661,6 +671,38 @@ async fn a_hub_marks_the_calls_of_a_dead_edge_lost_and_keeps_their_state() {
     let list: Value = serde_json::from_str(&list.text()).unwrap();
     assert_eq!(list["items"][0]["call_id"], "CA9", "{list}");
     assert_eq!(list["items"][0]["outcome"], "lost_edge", "{list}");
+    // The `all` process saw it all too: the call, its loss, and its store says so.
+    let mut started = false;
+    loop {
+        let v = json(&mut on_all, deadline, "the call on the all process").await;
+        match v["type"].as_str() {
+            Some("call_started") if v["call_id"] == "CA9" => started = true,
+            Some("call_lost") if v["call_id"] == "CA9" => break,
+            _ => {}
+        }
+    }
+    assert!(started);
+    let all_qa = token(&all_data, "qa", "qa");
+    let auth = format!("Bearer {all_qa}");
+    let mut outcome = Value::Null;
+    // Its token file is re-read about once a second.
+    for _ in 0..30 {
+        let r = common::daemon::http(
+            all_addr,
+            "GET",
+            "/api/calls",
+            &[("Authorization", &auth)],
+            None,
+        )
+        .await;
+        if r.status == 200 {
+            let list: Value = serde_json::from_str(&r.text()).unwrap();
+            outcome = list["items"][0]["outcome"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(outcome, "lost_edge");
 }
 
 /// NATS with NKey authentication: a hub with the right seed (from the environment) joins and

@@ -482,10 +482,13 @@ fn lock_edges(e: &Mutex<Edges>) -> std::sync::MutexGuard<'_, Edges> {
 }
 
 /// A hub's side: stores and shows every call's events, watches the edges. Runs until `stop`.
+/// In a process that is an edge too (`--role all`), its own calls' events are skipped: its
+/// calls are stored and shown already, as in a single process.
 pub async fn run_hub(
     client: async_nats::Client,
     cfg: ClusterConfig,
     node: String,
+    also_edge: bool,
     hub: Arc<Hub>,
     store: StoreHandle,
     stop: CancellationToken,
@@ -506,6 +509,9 @@ pub async fn run_hub(
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(10),
                 max_ack_pending: 1024,
+                // A hub gone for longer than the stream keeps events is forgotten; back, it
+                // starts from the stream's beginning, and its store skips what it has.
+                inactive_threshold: Duration::from_secs(24 * 3600),
                 ..Default::default()
             },
         )
@@ -680,6 +686,10 @@ pub async fn run_hub(
                         None => break,
                     };
                     match decode::<Envelope>(&msg.payload) {
+                        Ok(env) if also_edge && env.node == node
+                            && !matches!(env.body, Body::Decided { .. }) => {
+                            let _ = msg.ack().await;
+                        }
                         Ok(env) => {
                             note_edge(&env, &edges);
                             inflight.push_back(apply(env, msg, store.clone()));
@@ -749,9 +759,7 @@ async fn apply(env: Envelope, msg: jetstream::Message, store: StoreHandle) -> Do
             (
                 Replicated::CallStarted(info, started_unix_ms),
                 Box::new(move |hub, _| {
-                    if !hub.knows(&shown.call_id) {
-                        let _ = hub.call_started(&shown);
-                    }
+                    hub.call_watched(&shown);
                 }),
             )
         }

@@ -234,6 +234,23 @@ pub async fn run(
     let mut publisher = None;
     if let Some((client, node)) = joined {
         let p = Publisher::start(client.clone(), &node, cluster_stop.clone(), &cluster_tasks);
+        if opts.role == Role::All {
+            // The hub too: this process's screens and store also get the other edges' calls.
+            let (client, cluster, node, hub, store, stop) = (
+                client.clone(),
+                cfg.cluster.clone(),
+                node.clone(),
+                Arc::clone(&hub),
+                store.clone(),
+                cluster_stop.clone(),
+            );
+            cluster_tasks.spawn(async move {
+                if let Err(e) = run_hub_events(client, cluster, node, true, hub, store, stop).await
+                {
+                    tracing::error!(error = %e, "this process's hub stopped");
+                }
+            });
+        }
         let link = EdgeLink::start(
             client,
             Arc::clone(&p),
@@ -436,7 +453,7 @@ async fn run_hub(
             cluster_stop.clone(),
         );
         async move {
-            if let Err(e) = run_hub_events(client, cluster, node, hub, store, stop).await {
+            if let Err(e) = run_hub_events(client, cluster, node, false, hub, store, stop).await {
                 tracing::error!(error = %e, "the hub's event stream stopped");
             }
         }

@@ -251,6 +251,9 @@ struct CallEntry {
     fired: HashMap<String, Instant>,
     /// When the call's edge was found gone (cluster): the call is forgotten `LOST_KEEP` later.
     lost_at: Option<Instant>,
+    /// Held by another process of the cluster (shown here, not monitored here): it does not
+    /// count against `max_calls` and is not this process's to report.
+    remote: bool,
 }
 
 /// How long a call whose edge was lost stays on the screens, marked lost.
@@ -436,12 +439,24 @@ impl Hub {
     /// Registers a new call and tells the screens, unless the daemon is at `hub.max_calls` or
     /// a call with the same id is already being monitored.
     pub fn call_started(&self, call: &CallInfo) -> Result<(), CallRefused> {
+        self.register(call, false)
+    }
+
+    /// Shows a call another process of the cluster monitors (no capacity check: that process
+    /// has its own). False when the call is known already.
+    pub fn call_watched(&self, call: &CallInfo) -> bool {
+        self.register(call, true).is_ok()
+    }
+
+    fn register(&self, call: &CallInfo, remote: bool) -> Result<(), CallRefused> {
         let mut calls = lock(&self.calls);
         if calls.contains_key(&call.call_id) {
-            bump(&self.counters.calls_refused);
+            if !remote {
+                bump(&self.counters.calls_refused);
+            }
             return Err(CallRefused::Duplicate(call.call_id.clone()));
         }
-        if calls.len() >= self.settings.max_calls {
+        if !remote && calls.values().filter(|e| !e.remote).count() >= self.settings.max_calls {
             bump(&self.counters.calls_refused);
             return Err(CallRefused::AtCapacity(self.settings.max_calls));
         }
@@ -462,6 +477,7 @@ impl Hub {
                 view,
                 fired: HashMap::new(),
                 lost_at: None,
+                remote,
             },
         );
         let json = to_json(&HubMessage::CallStarted {
@@ -809,21 +825,22 @@ impl Hub {
         true
     }
 
-    /// The ids of the calls being monitored (not lost), for a cluster edge's heartbeat.
+    /// The ids of the calls this process monitors, for a cluster edge's heartbeat.
     pub fn call_ids(&self) -> Vec<String> {
         lock(&self.calls)
             .iter()
-            .filter(|(_, e)| e.lost_at.is_none())
+            .filter(|(_, e)| !e.remote && e.lost_at.is_none())
             .map(|(id, _)| id.clone())
             .collect()
     }
 
-    /// The live calls' views (what a new screen is shown), for a cluster hub that lost track.
+    /// The views (what a new screen is shown) of calls this process monitors, for a cluster
+    /// hub that lost track of them.
     pub fn views(&self, ids: &[String]) -> Vec<CallView> {
         let calls = lock(&self.calls);
         ids.iter()
             .filter_map(|id| calls.get(id))
-            .filter(|e| e.lost_at.is_none())
+            .filter(|e| !e.remote && e.lost_at.is_none())
             .map(|e| e.view.clone())
             .collect()
     }
@@ -864,6 +881,7 @@ impl Hub {
                 view,
                 fired,
                 lost_at: None,
+                remote: true,
             },
         );
         self.deliver(&call_id, agent.as_deref(), &json, false, Audience::Visible);
