@@ -4,7 +4,7 @@ CARGO ?= cargo
 MODEL ?= base
 FIXTURES := tests/scenarios/audio
 
-.PHONY: all deps build release model fixtures browser-deps demo demo-offline test screenshots eval bench bench-rtf bench-live bench-load bench-gpu bench-cluster lint clean
+.PHONY: all deps build release model fixtures browser-deps demo demo-offline test screenshots eval bench bench-rtf bench-live bench-load bench-gpu bench-cluster bench-hub lint clean
 
 all: build
 
@@ -93,6 +93,11 @@ bench-gpu: deps
 # (docs/cluster.md). CALLS=1,4 NODES=2 SECONDS=60 change it.
 bench-cluster: deps
 	@scripts/bench-cluster.sh $(or $(CALLS),1,4) $(or $(NODES),1) $(or $(SECONDS),60)
+
+# A cluster hub's event rate: one edge's publisher floods a real nats-server, one hub stores
+# and shows every event once (benches/hub.rs): HUB_CALLS calls x HUB_LINES lines.
+bench-hub: deps
+	$(CARGO) bench --bench hub -- $(or $(HUB_CALLS),200) $(or $(HUB_LINES),50)
 
 lint:
 	$(CARGO) fmt --check
