@@ -10,7 +10,9 @@
 //!   and the acceptance reaches the agent's screen on the edge and both hubs' stores; the other
 //!   hub, killed with SIGKILL mid-call and restarted, shows the live calls again and stores
 //!   exactly what the edge stored, each line and prompt once;
-//! - an edge killed mid-call: the hub marks its call lost, keeps its state, stores `lost_edge`.
+//! - an edge killed mid-call: the hub (and an `all` process) marks its call lost, keeps its
+//!   state, stores `lost_edge`; an edge only stopped for a while gets its call back;
+//! - NATS requiring an NKey: the right seed joins, a wrong one is refused, neither is logged.
 //!
 //! `CLUSTER_TEST_LOGS=DIR` (with `RUST_LOG`) keeps every process's log in `DIR/<node>.log`.
 
@@ -777,4 +779,69 @@ async fn nkey_credentials_come_from_the_environment_and_are_never_logged() {
     assert!(seen.contains("callguard serving on"), "{seen}");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// An edge cut off for longer than `edge_timeout_ms` (stopped with SIGSTOP, then SIGCONT) but
+/// still holding its call: the hub marks the call lost, then takes it back as live when the
+/// edge's heartbeats return, and stores its real end. (No asr node: the call's words time out
+/// after `final_timeout_ms`, which is not what this is about.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_edge_was_only_cut_off_is_found_again() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_nats, url) = nats_server(&tmp.path().join("js"));
+    let config = tmp.path().join("cluster.toml");
+    std::fs::write(
+        &config,
+        "[cluster]\nedge_timeout_ms = 3000\nfinal_timeout_ms = 5000\n",
+    )
+    .unwrap();
+    let hub_data = tmp.path().join("hub");
+    let sup = token(&hub_data, "supervisor", "sup");
+    let qa = token(&hub_data, "qa", "qa");
+    let (_hub, h) = hub(&config, &url, "hub-1", &hub_data);
+    let mut on_hub = screen(h, &sup).await;
+    let e = edge(tmp.path(), &config, &url).await;
+    let call = TwilioCall {
+        call: "CA7".into(),
+        agent: "1042".into(),
+        wav: fixture("en-manager-churn.wav"),
+        hold: None,
+    };
+    let stream = tokio::spawn(twilio_stream(e.addr, e.ingest.clone(), call, None));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut want = "call_started";
+    let pid = e._proc.0.id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(ok.success());
+    };
+    loop {
+        let v = json(&mut on_hub, deadline, want).await;
+        let kind = v["type"].as_str().unwrap_or_default();
+        if v["call_id"] != "CA7" || kind != want {
+            assert_ne!(kind, "call_ended", "ended early: {v}");
+            continue;
+        }
+        match kind {
+            "call_started" => {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                signal("-STOP");
+                want = "call_lost";
+            }
+            "call_lost" => {
+                signal("-CONT");
+                want = "call_resumed";
+            }
+            "call_resumed" => want = "call_ended",
+            _ => break,
+        }
+    }
+    stream.await.unwrap();
+    let auth = format!("Bearer {qa}");
+    let list =
+        common::daemon::http(h, "GET", "/api/calls", &[("Authorization", &auth)], None).await;
+    let list: Value = serde_json::from_str(&list.text()).unwrap();
+    assert_eq!(list["items"][0]["call_id"], "CA7", "{list}");
+    assert_eq!(list["items"][0]["outcome"], "hangup", "{list}");
 }

@@ -552,11 +552,12 @@ pub async fn run_hub(
     });
 
     // Heartbeats, and the state of calls this hub has not heard of (it restarted mid-call).
-    let (h, s, e, c) = (
+    let (h, s, e, c, st) = (
         Arc::clone(&hub),
         stop.clone(),
         Arc::clone(&edges),
         client.clone(),
+        store.clone(),
     );
     tasks.spawn(async move {
         loop {
@@ -586,6 +587,15 @@ pub async fn run_hub(
                 }
                 beat.calls.iter().filter(|id| !h.knows(id)).cloned().collect()
             };
+            // Calls marked lost that their edge still holds: it was only cut off.
+            for id in &beat.calls {
+                if h.is_lost(id)
+                    && h.call_found(id)
+                    && let Err(err) = st.call_resumed(id.clone()).await
+                {
+                    tracing::error!(call_id = %id, error = %err, "found call not stored as live");
+                }
+            }
             if unknown.is_empty() {
                 continue;
             }

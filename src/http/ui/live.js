@@ -180,6 +180,11 @@ export class CallBook {
       case 'call_lost':
         this.lose(c, m.edge);
         break;
+      case 'call_resumed':
+        c.ended = false;
+        c.endedAt = null;
+        c.lost = null;
+        break;
       case 'transcript':
         this.transcript(c, m);
         break;

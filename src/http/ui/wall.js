@@ -151,9 +151,10 @@ function makeCard(call) {
       }
       transcriptView(parts.transcript, c, 8);
       if (c.ended) {
-        if (!parts.foot.childElementCount) {
+        const why = c.lost ? `Lost with its edge (${c.lost}): this is the last known state. ` : 'Call ended. ';
+        if (parts.foot.dataset.why !== why) {
+          parts.foot.dataset.why = why;
           const link = h('a', { class: 'review-link', href: '/calls' }, 'Review this call →');
-          const why = c.lost ? `Lost with its edge (${c.lost}): this is the last known state. ` : 'Call ended. ';
           clear(parts.foot, h('span', { class: 'muted' }, why), link);
           findReview(c).then((href) => { if (href) { reviewHref = href; link.href = href; } });
         }
@@ -161,6 +162,7 @@ function makeCard(call) {
         if (!c.fadeTimer && !c.lost) c.fadeTimer = setTimeout(() => { el.classList.add('gone'); setTimeout(() => { el.remove(); cards.delete(c.id); book.calls.delete(c.id); paintEmpty(); }, 1000); }, FADE_AFTER_MS);
       } else {
         clear(parts.foot);
+        delete parts.foot.dataset.why;
         reviewHref = '';
       }
       return reviewHref;

@@ -155,6 +155,11 @@ pub enum HubMessage<'a> {
         call_id: &'a str,
         edge: &'a str,
     },
+    /// In a cluster: the edge of a call marked lost was only cut off and is back with the
+    /// call still going (a network partition healed); the call is live again.
+    CallResumed {
+        call_id: &'a str,
+    },
     /// An alert changed: accepted, dismissed, or re-sent louder (`escalated`, with the full
     /// `alert` again).
     AlertUpdated {

@@ -888,6 +888,31 @@ impl Hub {
         true
     }
 
+    /// Whether a call is marked lost.
+    pub fn is_lost(&self, call_id: &str) -> bool {
+        lock(&self.calls)
+            .get(call_id)
+            .is_some_and(|e| e.lost_at.is_some())
+    }
+
+    /// Takes back a call marked lost whose edge turned out to be only cut off: live again.
+    /// Returns false when the call is unknown or not lost.
+    pub fn call_found(&self, call_id: &str) -> bool {
+        let mut calls = lock(&self.calls);
+        let Some(entry) = calls.get_mut(call_id) else {
+            return false;
+        };
+        if entry.lost_at.take().is_none() {
+            return false;
+        }
+        let edge = entry.view.lost_edge.take().unwrap_or_default();
+        let agent = entry.view.call.agent.clone();
+        tracing::info!(%call_id, %edge, "call found again: its edge is back");
+        let json = to_json(&HubMessage::CallResumed { call_id });
+        self.deliver(call_id, agent.as_deref(), &json, false, Audience::Visible);
+        true
+    }
+
     /// Marks a call whose edge is gone: it stays on the screens with its last state, marked
     /// lost, for `LOST_KEEP`; its prompts are no longer re-sent. Returns false when the call
     /// is unknown or already lost.
@@ -1265,6 +1290,13 @@ mod tests {
         let t = Instant::now();
         assert!(hub.call_lost("c1", "edge-1", t));
         assert!(!hub.call_lost("c1", "edge-1", t));
+        assert!(hub.is_lost("c1"));
+        // Its edge was only cut off: found again, then lost for good.
+        assert!(hub.call_found("c1"));
+        assert!(!hub.call_found("c1"));
+        assert!(!hub.is_lost("c1"));
+        assert_eq!(types(&sup.queue)[1]["type"], "call_resumed");
+        assert!(hub.call_lost("c1", "edge-1", t));
         assert!(hub.call_ids().is_empty());
         let seen = types(&sup.queue);
         assert_eq!(seen.len(), 1, "{seen:?}");

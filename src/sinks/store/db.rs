@@ -73,6 +73,8 @@ pub(crate) enum Write<'a> {
     Event(&'a Event),
     AlertDecided(&'a AlertStatus),
     CallEnded(&'a str, &'a EndReason, u64),
+    /// A call a hub ended as `lost_edge` is going on after all (its edge was cut off).
+    CallResumed(&'a str),
     SetRecording(&'a str, &'a Path),
     AddNote(CallKey, &'a str, &'a str, u64),
     MarkAudioDeleted(CallKey),
@@ -618,6 +620,18 @@ fn write_one(conn: &Connection, path: &Path, w: Write<'_>) -> Result<i64, StoreE
                      duration_ms = max(duration_ms, last_at_ms)
                  WHERE id = ?1 AND outcome = 'live'",
                 params![id, outcome.as_str(), detail, ms(ended)],
+            )?;
+            Ok(0)
+        }
+        Write::CallResumed(call_id) => {
+            let id = resolve(conn, path, call_id)?;
+            exec(
+                conn,
+                path,
+                "resuming the call",
+                "UPDATE calls SET outcome = 'live', end_detail = NULL, ended_unix_ms = NULL
+                 WHERE id = ?1 AND outcome = 'lost_edge'",
+                [id],
             )?;
             Ok(0)
         }

@@ -62,6 +62,7 @@ enum Op {
     Event(Event),
     AlertDecided(AlertStatus),
     CallEnded(String, EndReason, u64),
+    CallResumed(String),
     SetRecording(String, PathBuf),
     AddNote(CallKey, String, String, u64),
     MarkAudioDeleted(CallKey),
@@ -77,6 +78,7 @@ impl Op {
             Op::Event(e) => Write::Event(e),
             Op::AlertDecided(s) => Write::AlertDecided(s),
             Op::CallEnded(id, r, t) => Write::CallEnded(id, r, *t),
+            Op::CallResumed(id) => Write::CallResumed(id),
             Op::SetRecording(id, p) => Write::SetRecording(id, p),
             Op::AddNote(id, a, t, now) => Write::AddNote(*id, a, t, *now),
             Op::MarkAudioDeleted(id) => Write::MarkAudioDeleted(*id),
@@ -110,6 +112,7 @@ impl Op {
             }
             Op::AlertDecided(s) => format!("alert status {} of {}", s.alert_id, s.call_id),
             Op::CallEnded(id, _, _) => format!("call_ended {id}"),
+            Op::CallResumed(id) => format!("call_resumed {id}"),
             Op::SetRecording(id, _) => format!("recording of {id}"),
             Op::AddNote(id, _, _, _) => format!("note on call #{id}"),
             Op::MarkAudioDeleted(id) => format!("audio deleted of call #{id}"),
@@ -290,6 +293,11 @@ impl StoreHandle {
     ) -> Result<(), StoreError> {
         self.write(Op::CallEnded(call_id, reason, ended_unix_ms))
             .await
+    }
+
+    /// Queues that a call ended as `lost_edge` is live after all.
+    pub async fn call_resumed(&self, call_id: String) -> Result<(), StoreError> {
+        self.write(Op::CallResumed(call_id)).await
     }
 
     /// Queues where a call's recording is.
