@@ -599,6 +599,63 @@ async fn hubs_show_and_store_every_call_once_even_when_one_is_killed() {
     }
 }
 
+/// NATS, and a hub (`hub-1`, its supervisor watching) with these `[cluster]` settings.
+struct WatchedHub {
+    _nats: Proc,
+    url: String,
+    config: std::path::PathBuf,
+    _hub: Proc,
+    addr: SocketAddr,
+    qa: String,
+    sup: String,
+    screen: common::daemon::Ws,
+}
+
+async fn watched_hub(tmp: &Path, cluster: &str) -> WatchedHub {
+    let (nats, url) = nats_server(&tmp.join("js"));
+    let config = tmp.join("cluster.toml");
+    std::fs::write(&config, format!("[cluster]\n{cluster}")).unwrap();
+    let data = tmp.join("hub");
+    let sup = token(&data, "supervisor", "sup");
+    let qa = token(&data, "qa", "qa");
+    let (hub_proc, addr) = hub(&config, &url, "hub-1", &data);
+    let screen = screen(addr, &sup).await;
+    WatchedHub {
+        _nats: nats,
+        url,
+        config,
+        _hub: hub_proc,
+        addr,
+        qa,
+        sup,
+        screen,
+    }
+}
+
+/// One call of agent 1042 from a scenario recording, streamed to the edge at real pace.
+fn stream_call(e: &Edge, id: &str, scenario: &str) -> tokio::task::JoinHandle<()> {
+    let call = TwilioCall {
+        call: id.into(),
+        agent: "1042".into(),
+        wav: fixture(&format!("{scenario}.wav")),
+        hold: None,
+    };
+    tokio::spawn(twilio_stream(e.addr, e.ingest.clone(), call, None))
+}
+
+/// The newest stored call's id and outcome, through the API of the process at `addr`.
+async fn last_stored(addr: SocketAddr, qa: &str) -> (String, String) {
+    let auth = format!("Bearer {qa}");
+    let list =
+        common::daemon::http(addr, "GET", "/api/calls", &[("Authorization", &auth)], None).await;
+    let list: Value = serde_json::from_str(&list.text()).unwrap();
+    let first = &list["items"][0];
+    (
+        first["call_id"].as_str().unwrap_or_default().to_owned(),
+        first["outcome"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
 /// An edge killed with SIGKILL mid-call: the hub keeps the call on screen with its last state,
 /// marks it `call_lost` once the edge's heartbeats stop, and ends it in its store as
 /// `lost_edge`. An `all` process on the same NATS (an edge, an asr node and a hub in one) shows
@@ -607,26 +664,14 @@ async fn hubs_show_and_store_every_call_once_even_when_one_is_killed() {
 async fn a_hub_marks_the_calls_of_a_dead_edge_lost_and_keeps_their_state() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let (_nats, url) = nats_server(&tmp.path().join("js"));
-    let config = tmp.path().join("cluster.toml");
-    std::fs::write(&config, "[cluster]\nedge_timeout_ms = 3000\n").unwrap();
-    let hub_data = tmp.path().join("hub");
-    let sup = token(&hub_data, "supervisor", "sup");
-    let qa = token(&hub_data, "qa", "qa");
-    let (_hub, h) = hub(&config, &url, "hub-1", &hub_data);
-    let mut on_hub = screen(h, &sup).await;
+    let w = watched_hub(tmp.path(), "edge_timeout_ms = 3000\n").await;
+    let (config, url, h, qa, mut on_hub) = (&w.config, &w.url, w.addr, w.qa.clone(), w.screen);
     let all_data = tmp.path().join("all");
     let all_sup = token(&all_data, "supervisor", "sup");
-    let (_all, all_addr) = process(&config, &url, "all", "all-1", &all_data);
+    let (_all, all_addr) = process(config, url, "all", "all-1", &all_data);
     let mut on_all = screen(all_addr, &all_sup).await;
-    let e = edge(tmp.path(), &config, &url).await;
-    let call = TwilioCall {
-        call: "CA9".into(),
-        agent: "1042".into(),
-        wav: fixture("en-media-threat.wav"),
-        hold: None,
-    };
-    let stream = tokio::spawn(twilio_stream(e.addr, e.ingest.clone(), call, None));
+    let e = edge(tmp.path(), config, url).await;
+    let stream = stream_call(&e, "CA9", "en-media-threat");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let v = json(&mut on_hub, deadline, "the call on the hub").await;
@@ -662,17 +707,15 @@ async fn a_hub_marks_the_calls_of_a_dead_edge_lost_and_keeps_their_state() {
         "lost before the timeout"
     );
     // A screen that connects now sees it, marked lost, with its state so far.
-    let mut late = screen(h, &sup).await;
+    let mut late = screen(h, &w.sup).await;
     let snap = json(&mut late, deadline, "the snapshot").await;
     let calls = snap["calls"].as_array().unwrap();
     assert_eq!(calls.len(), 1, "{snap}");
     assert_eq!(calls[0]["lost_edge"], "edge-1", "{snap}");
-    let auth = format!("Bearer {qa}");
-    let list =
-        common::daemon::http(h, "GET", "/api/calls", &[("Authorization", &auth)], None).await;
-    let list: Value = serde_json::from_str(&list.text()).unwrap();
-    assert_eq!(list["items"][0]["call_id"], "CA9", "{list}");
-    assert_eq!(list["items"][0]["outcome"], "lost_edge", "{list}");
+    assert_eq!(
+        last_stored(h, &qa).await,
+        ("CA9".into(), "lost_edge".into())
+    );
     // The `all` process saw it all too: the call, its loss, and its store says so.
     let mut started = false;
     loop {
@@ -789,26 +832,14 @@ async fn nkey_credentials_come_from_the_environment_and_are_never_logged() {
 async fn a_call_whose_edge_was_only_cut_off_is_found_again() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let (_nats, url) = nats_server(&tmp.path().join("js"));
-    let config = tmp.path().join("cluster.toml");
-    std::fs::write(
-        &config,
-        "[cluster]\nedge_timeout_ms = 3000\nfinal_timeout_ms = 5000\n",
+    let w = watched_hub(
+        tmp.path(),
+        "edge_timeout_ms = 3000\nfinal_timeout_ms = 5000\n",
     )
-    .unwrap();
-    let hub_data = tmp.path().join("hub");
-    let sup = token(&hub_data, "supervisor", "sup");
-    let qa = token(&hub_data, "qa", "qa");
-    let (_hub, h) = hub(&config, &url, "hub-1", &hub_data);
-    let mut on_hub = screen(h, &sup).await;
-    let e = edge(tmp.path(), &config, &url).await;
-    let call = TwilioCall {
-        call: "CA7".into(),
-        agent: "1042".into(),
-        wav: fixture("en-manager-churn.wav"),
-        hold: None,
-    };
-    let stream = tokio::spawn(twilio_stream(e.addr, e.ingest.clone(), call, None));
+    .await;
+    let (h, qa, mut on_hub) = (w.addr, w.qa.clone(), w.screen);
+    let e = edge(tmp.path(), &w.config, &w.url).await;
+    let stream = stream_call(&e, "CA7", "en-manager-churn");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let mut want = "call_started";
     let pid = e._proc.0.id().to_string();
@@ -838,10 +869,5 @@ async fn a_call_whose_edge_was_only_cut_off_is_found_again() {
         }
     }
     stream.await.unwrap();
-    let auth = format!("Bearer {qa}");
-    let list =
-        common::daemon::http(h, "GET", "/api/calls", &[("Authorization", &auth)], None).await;
-    let list: Value = serde_json::from_str(&list.text()).unwrap();
-    assert_eq!(list["items"][0]["call_id"], "CA7", "{list}");
-    assert_eq!(list["items"][0]["outcome"], "hangup", "{list}");
+    assert_eq!(last_stored(h, &qa).await, ("CA7".into(), "hangup".into()));
 }
