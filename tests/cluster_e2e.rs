@@ -48,9 +48,18 @@ fn nats_server(dir: &Path) -> (Proc, String) {
 
 /// nats-server with JetStream storing in `dir`, on `port`, once it accepts connections.
 fn nats_on(dir: &Path, port: u16) -> Proc {
+    let port_arg = port.to_string();
+    let dir = dir.to_str().unwrap();
+    nats_with(
+        &["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd", dir],
+        port,
+    )
+}
+
+/// nats-server with these arguments, once it accepts connections on `port`.
+fn nats_with(args: &[&str], port: u16) -> Proc {
     let child = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -772,20 +781,7 @@ async fn nkey_credentials_come_from_the_environment_and_are_never_logged() {
         ),
     )
     .unwrap();
-    let child = Command::new("nats-server")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server is installed (make deps)");
-    let _nats = Proc(child);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _nats = nats_with(&["-c", conf.to_str().unwrap()], port);
     let url = format!("nats://127.0.0.1:{port}");
     let run = |seed: &str, data: &str| {
         bin()

@@ -9,7 +9,8 @@
 //!   them), never a call.
 //! - [`EdgeLink`]: an edge's side. It is the calls' [`Mirror`], sends a heartbeat every
 //!   [`HEARTBEAT`] with the calls it holds, answers a hub asking for the state of calls it
-//!   does not know, and takes decisions made on any hub to its own screens (the agent's).
+//!   does not know, and takes decisions made on any hub to its own screens (the agent's; in
+//!   `--role all` its hub consumer does that).
 //! - [`run_hub`]: a hub's side. One durable consumer per hub node stores every message once
 //!   (the store remembers message ids) and only then shows it and acks it; a hub killed at any
 //!   point gets the unacked messages again and stores nothing twice. Heartbeats tell it which
@@ -32,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::{ClusterConfig, ClusterError, Role};
+use crate::cluster::{ClusterConfig, ClusterError, Role, subscribe};
 use crate::domain::alert::AlertStatus;
 use crate::domain::call::{CallInfo, EndReason};
 use crate::domain::clock::unix_ms;
@@ -314,15 +315,12 @@ impl EdgeLink {
         tasks: &TaskTracker,
     ) -> Result<Arc<Self>, ClusterError> {
         let node = publisher.node.clone();
-        let sub_err = |e: async_nats::SubscribeError| ClusterError::Connect {
-            url: String::new(),
-            message: e.to_string(),
+        let mut asks = subscribe(&client, calls_subject(&node), None).await?;
+        // A process that is a hub too (`all`) takes decisions through its hub's consumer.
+        let mut decisions = match role {
+            Role::All => None,
+            _ => Some(subscribe(&client, DECISIONS.into(), None).await?),
         };
-        let mut asks = client
-            .subscribe(calls_subject(&node))
-            .await
-            .map_err(sub_err)?;
-        let mut decisions = client.subscribe(DECISIONS).await.map_err(sub_err)?;
         let beat = Heartbeat {
             v: VERSION,
             node: node.clone(),
@@ -366,6 +364,9 @@ impl EdgeLink {
         });
         let s = stop.clone();
         tasks.spawn(async move {
+            let Some(decisions) = decisions.as_mut() else {
+                return;
+            };
             loop {
                 let msg = tokio::select! {
                     m = decisions.next() => m,
@@ -517,18 +518,8 @@ pub async fn run_hub(
         )
         .await
         .map_err(|e| jerr("hub consumer")(e.to_string()))?;
-    let sub_err = |e: async_nats::SubscribeError| ClusterError::Connect {
-        url: cfg.nats.clone(),
-        message: e.to_string(),
-    };
-    let mut beats = client
-        .subscribe(format!("{HEARTBEAT_PREFIX}.*"))
-        .await
-        .map_err(sub_err)?;
-    let mut partials = client
-        .subscribe(format!("{LIVE_PREFIX}.*"))
-        .await
-        .map_err(sub_err)?;
+    let mut beats = subscribe(&client, format!("{HEARTBEAT_PREFIX}.*"), None).await?;
+    let mut partials = subscribe(&client, format!("{LIVE_PREFIX}.*"), None).await?;
     let edges = Arc::new(Mutex::new(Edges::default()));
     let tasks = TaskTracker::new();
 

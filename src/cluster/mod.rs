@@ -162,6 +162,24 @@ pub enum ClusterError {
     Connect { url: String, message: String },
     #[error("NATS JetStream {what}: {message} (is the server started with JetStream, -js?)")]
     JetStream { what: &'static str, message: String },
+    #[error("cannot subscribe to NATS subject {subject}: {message}")]
+    Subscribe { subject: String, message: String },
+}
+
+/// Subscribes to `subject` (plain NATS; a `group` makes it a queue subscription).
+pub async fn subscribe(
+    client: &async_nats::Client,
+    subject: String,
+    group: Option<&str>,
+) -> Result<async_nats::Subscriber, ClusterError> {
+    let subscribed = match group {
+        Some(g) => client.queue_subscribe(subject.clone(), g.to_owned()).await,
+        None => client.subscribe(subject.clone()).await,
+    };
+    subscribed.map_err(|e| ClusterError::Subscribe {
+        subject,
+        message: e.to_string(),
+    })
 }
 
 fn env_or(name: &str, configured: &str) -> String {

@@ -49,13 +49,8 @@ pub async fn run_asr_node(
             })?;
         consumers.push(c);
     }
-    let mut partials = client
-        .queue_subscribe(PARTIAL_SUBJECT, ASR_GROUP.into())
-        .await
-        .map_err(|e| ClusterError::JetStream {
-            what: "partial subscription",
-            message: e.to_string(),
-        })?;
+    let mut partials =
+        crate::cluster::subscribe(&client, PARTIAL_SUBJECT.into(), Some(ASR_GROUP)).await?;
     tracing::info!(%node, workers = pool.stats().workers, "asr node serving the cluster");
     let tasks = TaskTracker::new();
 
