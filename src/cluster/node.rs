@@ -27,6 +27,10 @@ use crate::pipeline::asr::worker::{AsrError, AsrOutput, AsrPool, CallRisk, JobKi
 
 /// How long an idle node waits before asking the stream again.
 const IDLE_POLL: Duration = Duration::from_millis(20);
+/// How long one ask for a final may take. The server answers at once (a message or "none"),
+/// but an answer lost around a reconnection would otherwise leave the node waiting for ever,
+/// taking no more utterances: seen about one NATS restart in twenty before this bound.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves the cluster until `stop`, then finishes (and acks) the finals it holds.
 pub async fn run_asr_node(
@@ -126,14 +130,18 @@ pub async fn run_asr_node(
 }
 
 /// The next final waiting, riskiest rank first; none when every rank is empty (or NATS is
-/// unreachable: the loop asks again).
+/// unreachable, or its answer is late: the loop asks again). A message delivered after its
+/// ask was given up is not lost: unacked, JetStream hands it out again after `ack_wait`.
 async fn next_final(consumers: &[jetstream::consumer::PullConsumer]) -> Option<jetstream::Message> {
     for c in consumers {
-        let Ok(mut batch) = c.fetch().max_messages(1).messages().await else {
-            continue;
+        let ask = async {
+            let mut batch = c.fetch().max_messages(1).messages().await.ok()?;
+            batch.next().await?.ok()
         };
-        if let Some(Ok(m)) = batch.next().await {
-            return Some(m);
+        match tokio::time::timeout(FETCH_TIMEOUT, ask).await {
+            Ok(Some(m)) => return Some(m),
+            Ok(None) => {}
+            Err(_) => tracing::debug!("no answer to a fetch in time: asking again"),
         }
     }
     None
