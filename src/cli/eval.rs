@@ -13,9 +13,15 @@
 //! text_reasons = ["threat_media"]   # the same, with --text (default: reasons)
 //! lang = "en"               # optional: en, zh or auto
 //! transcript = "NAME.turns.tsv"     # optional: the known words, for --text
+//! family = "threat_media"   # optional: the reason family it exercises ("calm" for none)
+//! split = "test"            # optional: the corpus half (tune or test), for --split
+//! class = 4                 # optional: the detection failure class it covers
+//! legs = ["agent", "customer"]      # optional: channel order when not customer-left
 //! ```
 //!
-//! `scripts/make-fixtures.sh` writes these for the corpus in `tests/scenarios/`. This module
+//! `scripts/make-fixtures.sh` writes these for the scenarios in `tests/scenarios/` and the
+//! corpus in `tests/corpus/`. The report ends with a table per language and reason family
+//! (recall, false alerts, time-to-alert). This module
 //! does not decide anything itself: it runs `analyze` and compares.
 
 use std::path::{Path, PathBuf};
@@ -68,6 +74,20 @@ struct ExpectFile {
     lang: Option<String>,
     #[serde(default)]
     transcript: Option<String>,
+    #[serde(default)]
+    family: Option<String>,
+    #[serde(default)]
+    split: Option<String>,
+    #[serde(default)]
+    class: Option<u8>,
+    #[serde(default)]
+    legs: Option<[Leg; 2]>,
+    #[serde(default = "yes")]
+    whisper: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What a scenario expects.
@@ -80,6 +100,18 @@ pub struct Expectation {
     pub text_reasons: Vec<SignalKind>,
     pub lang: Option<LanguageSetting>,
     pub transcript: Option<PathBuf>,
+    /// The reason family the call exercises (`calm` for none); from its first reason when
+    /// the file does not say.
+    pub family: String,
+    /// `tune` or `test` for corpus calls.
+    pub split: Option<String>,
+    /// The detection failure class it covers, when it was written for one.
+    pub class: Option<u8>,
+    /// The legs on the left and right channel (default customer, agent).
+    pub legs: Option<[Leg; 2]>,
+    /// False for a call judged on its texts only (`--text`): its words cannot be heard
+    /// through Whisper (espeak-ng's Mandarin).
+    pub whisper: bool,
 }
 
 /// One scenario found on disk.
@@ -128,8 +160,42 @@ pub fn read_expectation(path: &Path) -> Result<Expectation, EvalError> {
         })
         .transpose()?;
     let dir = path.parent().unwrap_or(Path::new("."));
+    if let Some(legs) = f.legs
+        && (legs[0] == legs[1] || legs.contains(&Leg::Mixed))
+    {
+        return Err(EvalError::Expectation {
+            path: path.to_owned(),
+            message: "legs must be customer and agent, in either order".into(),
+        });
+    }
+    if let Some(split) = f.split.as_deref()
+        && !matches!(split, "tune" | "test")
+    {
+        return Err(EvalError::Expectation {
+            path: path.to_owned(),
+            message: format!("split must be tune or test, not {split:?}"),
+        });
+    }
+    let family = match f.family {
+        Some(family) if family == "calm" => family,
+        Some(family) => {
+            parse_kinds(std::slice::from_ref(&family), path)?;
+            family
+        }
+        None if !f.alert => "calm".into(),
+        None => text_reasons
+            .first()
+            .or(reasons.first())
+            .map_or("other", |k| k.as_str())
+            .to_owned(),
+    };
     Ok(Expectation {
         alert: f.alert,
+        family,
+        split: f.split,
+        class: f.class,
+        legs: f.legs,
+        whisper: f.whisper,
         after_ms: f.after_ms.unwrap_or(0),
         said_by_ms: f.said_by_ms,
         reasons,
@@ -277,6 +343,10 @@ pub struct CaseResult {
     /// Through Whisper, against the scenario's known words: (word errors, reference words),
     /// counting each Chinese character as a word.
     pub words: Option<(usize, usize)>,
+    /// The scenario's reason family (`calm` for none) and language (`en` or `zh`), for the
+    /// per-family table.
+    pub family: String,
+    pub lang: &'static str,
 }
 
 /// Compares a call's events with its expectation.
@@ -336,7 +406,18 @@ pub fn judge(name: &str, expect: &Expectation, text_mode: bool, events: &[Event]
         missing,
         error: None,
         words: None,
+        family: expect.family.clone(),
+        lang: lang_of(name, expect),
     }
+}
+
+/// `zh` for a Mandarin scenario (by its language, else its name), `en` otherwise.
+fn lang_of(name: &str, expect: &Expectation) -> &'static str {
+    let zh = match expect.lang {
+        Some(l) => l.code() == Some("zh"),
+        None => name.starts_with("zh-") || name.starts_with("mandarin"),
+    };
+    if zh { "zh" } else { "en" }
 }
 
 /// Words for scoring a transcript: lower-case runs of letters, digits and apostrophes, and
@@ -433,6 +514,8 @@ pub fn run_case(case: &Case, opts: &EvalOptions<'_>, pool: Option<&AsrPool>) -> 
             missing: Vec::new(),
             error: Some(e),
             words: None,
+            family: case.expect.family.clone(),
+            lang: lang_of(&case.name, &case.expect),
         },
     }
 }
@@ -455,9 +538,19 @@ fn analyse_case(
         Words::Whisper(pool.ok_or("no transcription workers")?)
     };
     let audio = read_wav(&case.wav).map_err(|e| e.to_string())?;
+    let swapped;
+    let cfg = match case.expect.legs {
+        Some(legs) if legs != opts.cfg.audio.stereo_legs => {
+            let mut c = opts.cfg.clone();
+            c.audio.stereo_legs = legs;
+            swapped = c;
+            &swapped
+        }
+        _ => opts.cfg,
+    };
     let ctx = AnalyzeContext {
         call_id: &case.name,
-        cfg: opts.cfg,
+        cfg,
         lang,
         lexicon: Arc::clone(&opts.lexicon),
         words,
@@ -477,9 +570,12 @@ pub struct Totals {
     pub false_alerts: usize,
     /// Calls with at least one false alert.
     pub false_alert_calls: usize,
+    /// Calm calls with at least one alert.
+    pub calm_false_alert_calls: usize,
     pub precision: f64,
     pub recall: f64,
     pub mean_time_to_alert_ms: Option<f64>,
+    pub median_time_to_alert_ms: Option<i64>,
     pub max_time_to_alert_ms: Option<i64>,
     /// Calls that could not be analysed.
     pub failed: usize,
@@ -513,10 +609,15 @@ impl Totals {
             calm_calls: results.len() - alert_calls,
             false_alerts,
             false_alert_calls,
+            calm_false_alert_calls: results
+                .iter()
+                .filter(|r| !r.expected_alert && r.false_alerts > 0)
+                .count(),
             precision: ratio(caught, caught + false_alert_calls),
             recall: ratio(caught, alert_calls),
             mean_time_to_alert_ms: (!ttas.is_empty())
                 .then(|| ttas.iter().sum::<i64>() as f64 / ttas.len() as f64),
+            median_time_to_alert_ms: quantile(&ttas, 0.5),
             max_time_to_alert_ms: ttas.iter().copied().max(),
             failed: results
                 .iter()
@@ -528,17 +629,86 @@ impl Totals {
         }
     }
 
+    /// Calm calls with a false alert, per 50 calm calls (the goal's unit).
+    pub fn false_per_50(&self) -> f64 {
+        if self.calm_calls == 0 {
+            0.0
+        } else {
+            self.calm_false_alert_calls as f64 * 50.0 / self.calm_calls as f64
+        }
+    }
+
     /// Every escalation caught after its justifying turn, no false alert, nothing failed.
     pub fn all_ok(&self) -> bool {
         self.passed == self.calls
     }
 }
 
-/// Word errors over the English (or the Chinese, by name) scenarios.
+/// The value at fraction `q` (0..=1) of the sorted values, nearest rank; none when empty.
+fn quantile(values: &[i64], q: f64) -> Option<i64> {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    let last = v.len().checked_sub(1)?;
+    let i = ((last as f64) * q).round() as usize;
+    v.get(i.min(last)).copied()
+}
+
+/// The per-language, per-family table: calls, recall, false alerts, time to alert (median and
+/// 90th percentile, from the end of the justifying turn).
+pub fn format_families(results: &[CaseResult]) -> String {
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<(&str, &str), Vec<&CaseResult>> = BTreeMap::new();
+    for r in results {
+        groups
+            .entry((r.lang, r.family.as_str()))
+            .or_default()
+            .push(r);
+    }
+    let mut out = format!(
+        "{:<4} {:<20} {:>5} {:>8} {:>7} {:>12} {:>9} {:>9}\n",
+        "lang", "family", "calls", "caught", "recall", "false alerts", "median", "p90"
+    );
+    for ((lang, family), rs) in groups {
+        let alerting: Vec<_> = rs.iter().filter(|r| r.expected_alert).collect();
+        let caught = alerting
+            .iter()
+            .filter(|r| r.verdict == Verdict::Caught)
+            .count();
+        let falses = rs.iter().filter(|r| r.false_alerts > 0).count();
+        let ttas: Vec<i64> = alerting
+            .iter()
+            .filter(|r| r.verdict == Verdict::Caught)
+            .filter_map(|r| r.time_to_alert_ms)
+            .collect();
+        let (recall, caught) = if alerting.is_empty() {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            (
+                format!("{:.0}%", caught as f64 * 100.0 / alerting.len() as f64),
+                format!("{caught}/{}", alerting.len()),
+            )
+        };
+        let t = |q| quantile(&ttas, q).map_or("-".into(), seconds);
+        out.push_str(&format!(
+            "{:<4} {:<20} {:>5} {:>8} {:>7} {:>12} {:>9} {:>9}\n",
+            lang,
+            family,
+            rs.len(),
+            caught,
+            recall,
+            falses,
+            t(0.5),
+            t(0.9)
+        ));
+    }
+    out
+}
+
+/// Word errors over the English (or the Chinese) scenarios.
 fn word_sum(results: &[CaseResult], zh: bool) -> (usize, usize) {
     results
         .iter()
-        .filter(|r| (r.name.starts_with("zh-") || r.name.starts_with("mandarin")) == zh)
+        .filter(|r| (r.lang == "zh") == zh)
         .filter_map(|r| r.words)
         .fold((0, 0), |a, w| (a.0 + w.0, a.1 + w.1))
 }
@@ -608,7 +778,8 @@ fn percent(errors: usize, words: usize) -> f64 {
 pub fn format_totals(t: &Totals) -> String {
     let tta = match (t.mean_time_to_alert_ms, t.max_time_to_alert_ms) {
         (Some(mean), Some(max)) => format!(
-            "time to alert after the justifying turn: mean {:.1} s, max {:.1} s",
+            "time to alert after the justifying turn: median {:.1} s, mean {:.1} s, max {:.1} s",
+            t.median_time_to_alert_ms.unwrap_or(0) as f64 / 1000.0,
             mean / 1000.0,
             max as f64 / 1000.0
         ),
@@ -633,13 +804,15 @@ pub fn format_totals(t: &Totals) -> String {
     };
     format!(
         "recall {:.0}% ({}/{} escalating calls caught), precision {:.0}%, \
-         false alerts {} (on {} call(s)), {} calm call(s){}\n{tta}\n{} passed, {} failed",
+         false alerts {} (on {} call(s); {:.1} per 50 calm calls), {} calm call(s){}\n{tta}\n\
+         {} passed, {} failed",
         t.recall * 100.0,
         t.caught,
         t.alert_calls,
         t.precision * 100.0,
         t.false_alerts,
         t.false_alert_calls,
+        t.false_per_50(),
         t.calm_calls,
         if t.failed > 0 {
             format!(", {} could not be analysed", t.failed)
@@ -659,6 +832,22 @@ pub(super) fn run(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(only) = &args.only {
         cases.retain(|c| c.name.contains(only.as_str()));
     }
+    if let Some(split) = &args.split {
+        cases.retain(|c| c.expect.split.as_deref() == Some(split.as_str()));
+    }
+    if let Some(family) = &args.family {
+        cases.retain(|c| &c.expect.family == family);
+    }
+    let text_only = if args.text {
+        0
+    } else {
+        let before = cases.len();
+        cases.retain(|c| c.expect.whisper);
+        before - cases.len()
+    };
+    if cases.is_empty() {
+        anyhow::bail!("no scenario in {} matches the filters", args.dir.display());
+    }
     let lexicon = cfg.detect.load_lexicon()?;
     let pool = if args.text {
         None
@@ -677,13 +866,18 @@ pub(super) fn run(args: EvalArgs) -> anyhow::Result<()> {
         lang: args.pipeline.lang,
     };
     println!(
-        "callguard eval {}: {} scenario(s), words from {}",
+        "callguard eval {}: {} scenario(s), words from {}{}",
         args.dir.display(),
         cases.len(),
         if args.text {
             "the scenario texts (--text)"
         } else {
             "Whisper"
+        },
+        if text_only > 0 {
+            format!(" ({text_only} judged on their texts only left out: run --text for them)")
+        } else {
+            String::new()
         }
     );
     println!("{}", header());
@@ -694,7 +888,35 @@ pub(super) fn run(args: EvalArgs) -> anyhow::Result<()> {
         results.push(r);
     }
     let totals = Totals::of(&results);
+    println!("\n{}", format_families(&results));
     println!("{}", format_totals(&totals));
+    if args.min_recall.is_some() || args.max_false_per_50.is_some() {
+        // A goal: judged on the figures, not on every call.
+        let recall = totals.recall * 100.0;
+        let falses = totals.false_per_50();
+        let mut short = Vec::new();
+        if let Some(min) = args.min_recall
+            && recall < min
+        {
+            short.push(format!("recall {recall:.1}% < {min}%"));
+        }
+        if let Some(max) = args.max_false_per_50
+            && falses > max
+        {
+            short.push(format!(
+                "{falses:.1} false alerts per 50 calm calls > {max}"
+            ));
+        }
+        if totals.failed > 0 {
+            short.push(format!("{} call(s) could not be analysed", totals.failed));
+        }
+        return if short.is_empty() {
+            println!("goal met");
+            Ok(())
+        } else {
+            anyhow::bail!("goal not met: {}", short.join("; "))
+        };
+    }
     if totals.all_ok() {
         Ok(())
     } else {
@@ -743,6 +965,11 @@ mod tests {
             text_reasons: reasons.to_vec(),
             lang: None,
             transcript: None,
+            family: reasons.first().map_or("calm", |k| k.as_str()).into(),
+            split: None,
+            class: None,
+            legs: None,
+            whisper: true,
         }
     }
 
@@ -788,6 +1015,54 @@ mod tests {
         assert!((t.recall - 0.5).abs() < 1e-9 && (t.precision - 0.5).abs() < 1e-9);
         assert!(!t.all_ok());
         assert!(format_totals(&t).contains("recall 50%"));
+        // One of two calm calls alerted: 25 per 50.
+        assert_eq!(t.calm_false_alert_calls, 1);
+        assert!((t.false_per_50() - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_family_table_groups_by_language_and_family() {
+        use SignalKind::*;
+        let mut results = Vec::new();
+        for (i, at) in [3000, 4000, 6000].into_iter().enumerate() {
+            // said_by 2000 after 0: times to alert 1 s, 2 s, 4 s.
+            let r = judge(
+                &format!("en-{i}"),
+                &expect(true, 0, &[Churn]),
+                false,
+                &[alert(at, &[Churn])],
+            );
+            results.push(r);
+        }
+        results.push(judge("en-3", &expect(true, 0, &[Churn]), false, &[]));
+        let mut zh = judge(
+            "zh-calm",
+            &expect(false, 0, &[]),
+            false,
+            &[alert(1, &[ThreatMedia])],
+        );
+        zh.lang = "zh";
+        results.push(zh);
+        let table = format_families(&results);
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows.len(), 3, "{table}");
+        assert_eq!(
+            rows[1],
+            [
+                "en", "churn", "4", "3/4", "75%", "0", "+2.0", "s", "+4.0", "s"
+            ],
+            "{table}"
+        );
+        assert_eq!(
+            rows[2],
+            ["zh", "calm", "1", "-", "-", "1", "-", "-"],
+            "{table}"
+        );
+        assert_eq!(quantile(&[5, 1, 3], 0.5), Some(3));
+        assert_eq!(quantile(&[], 0.5), None);
     }
 
     #[test]
@@ -849,6 +1124,25 @@ mod tests {
                 .to_string()
                 .contains("shouting")
         );
+        std::fs::write(
+            &p,
+            "alert = true\nreasons = [\"churn\"]\nlegs = [\"agent\", \"customer\"]\nsplit = \"test\"\n",
+        )
+        .unwrap();
+        let e = read_expectation(&p).unwrap();
+        assert_eq!(e.legs, Some([Leg::Agent, Leg::Customer]));
+        assert_eq!(
+            (e.family.as_str(), e.split.as_deref()),
+            ("churn", Some("test"))
+        );
+        for bad in [
+            "legs = [\"agent\", \"agent\"]",
+            "split = \"train\"",
+            "family = \"anger\"",
+        ] {
+            std::fs::write(&p, format!("alert = true\n{bad}\n")).unwrap();
+            assert!(read_expectation(&p).is_err(), "{bad}");
+        }
         std::fs::write(&p, "alert = true\nwhen = 3\n").unwrap();
         assert!(
             read_expectation(&p)

@@ -302,6 +302,19 @@ pub struct EvalArgs {
     /// Only scenarios whose name contains this.
     #[arg(long)]
     pub only: Option<String>,
+    /// Only corpus calls of this half: tune (for tuning rules) or test (for reporting).
+    #[arg(long, value_parser = ["tune", "test"])]
+    pub split: Option<String>,
+    /// Only scenarios of this reason family (calm for the calm calls).
+    #[arg(long)]
+    pub family: Option<String>,
+    /// Judge the run by its figures instead of by every call: fail only when recall (%) is
+    /// under this ...
+    #[arg(long)]
+    pub min_recall: Option<f64>,
+    /// ... or calm calls with a false alert, per 50 calm calls, are over this.
+    #[arg(long)]
+    pub max_false_per_50: Option<f64>,
 }
 
 #[derive(Debug, clap::Args)]
