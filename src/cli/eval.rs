@@ -343,6 +343,8 @@ pub struct CaseResult {
     /// Through Whisper, against the scenario's known words: (word errors, reference words),
     /// counting each Chinese character as a word.
     pub words: Option<(usize, usize)>,
+    /// The words the alerts quoted as their reasons (distinct, in order).
+    pub terms: Vec<String>,
     /// The scenario's reason family (`calm` for none) and language (`en` or `zh`), for the
     /// per-family table.
     pub family: String,
@@ -406,6 +408,19 @@ pub fn judge(name: &str, expect: &Expectation, text_mode: bool, events: &[Event]
         missing,
         error: None,
         words: None,
+        terms: {
+            let mut terms: Vec<String> = Vec::new();
+            for e in events {
+                if let Event::Alert(a) = e {
+                    for t in a.reasons.iter().flat_map(|r| r.terms.iter()) {
+                        if !terms.contains(t) {
+                            terms.push(t.clone());
+                        }
+                    }
+                }
+            }
+            terms
+        },
         family: expect.family.clone(),
         lang: lang_of(name, expect),
     }
@@ -514,6 +529,7 @@ pub fn run_case(case: &Case, opts: &EvalOptions<'_>, pool: Option<&AsrPool>) -> 
             missing: Vec::new(),
             error: Some(e),
             words: None,
+            terms: Vec::new(),
             family: case.expect.family.clone(),
             lang: lang_of(&case.name, &case.expect),
         },
@@ -736,6 +752,9 @@ pub fn format_result(r: &CaseResult) -> String {
     reasons.sort_unstable();
     reasons.dedup();
     let mut note = reasons.join(", ");
+    if !r.terms.is_empty() {
+        note = format!("{note} [{}]", r.terms.join(" | "));
+    }
     if !r.missing.is_empty() {
         let m: Vec<&str> = r.missing.iter().map(|k| k.as_str()).collect();
         note = format!("{note}  (missing: {})", m.join(", "));

@@ -71,7 +71,8 @@ impl CallAssessor {
         if customer_side {
             let bearing = signals.iter().any(|s| s.kind == SignalKind::Complaint)
                 || self.lexicon.is_grievance(t.leg, &t.text);
-            signals.extend(self.repetition.update(t, bearing, now_ms));
+            let restated = self.lexicon.mentions_repeat(t.leg, &t.text);
+            signals.extend(self.repetition.update(t, bearing, restated, now_ms));
         }
         if signals.is_empty() {
             return out;

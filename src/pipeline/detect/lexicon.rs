@@ -33,7 +33,7 @@ const KEYS: &str = "en, zh, en_except or zh_except";
 const NEGATION_KEYS: &str = "en, zh, en_adjacent, zh_adjacent, en_except or zh_except";
 const CATEGORY_NAMES: &str = "complaint, threat_media, threat_social, threat_legal, \
     threat_regulator, churn, escalation_request, agent_conduct, negation, positive, grievance, \
-    recording";
+    recording, repeat";
 
 /// Most words an English `..` skips: enough for "speak to [someone like your] manager",
 /// few enough that the two ends still belong to one phrase.
@@ -46,8 +46,10 @@ const EN_NEGATION_WINDOW: usize = 3;
 const ZH_NEGATION_WINDOW: usize = 3;
 /// Shorter stems match too many unrelated words (`no*`, `ca*`).
 const MIN_STEM_CHARS: usize = 3;
-/// Chinese terms at least this long may match with one character substituted.
-const ZH_FUZZY_MIN_CHARS: usize = 4;
+/// Chinese terms at least this long may match with one character substituted (any
+/// character: 市场监督局 for 市场监管局). Shorter ones tolerate homophones only: with one
+/// free character, 怎么搞的 would be 怎么算的.
+const ZH_FUZZY_MIN_CHARS: usize = 5;
 /// A substitution on one of these would flip the meaning (听不懂 vs 听得懂), so fuzzy
 /// matching never substitutes them.
 const ZH_NEGATION_CHARS: [char; 8] = ['不', '没', '别', '无', '非', '未', '莫', '勿'];
@@ -112,11 +114,14 @@ pub enum LexCategory {
     Grievance,
     /// The speaker says they are recording or filming the call.
     Recording,
+    /// The customer says they have raised this before (third time, I was told last time,
+    /// 又, 上次): a grievance restated, whatever its words.
+    Repeat,
 }
 
 impl LexCategory {
     /// Every category a lexicon file may hold, besides `negation`.
-    pub const ALL: [LexCategory; 11] = [
+    pub const ALL: [LexCategory; 12] = [
         LexCategory::Signal(SignalKind::Complaint),
         LexCategory::Signal(SignalKind::ThreatMedia),
         LexCategory::Signal(SignalKind::ThreatSocial),
@@ -128,6 +133,7 @@ impl LexCategory {
         LexCategory::Positive,
         LexCategory::Grievance,
         LexCategory::Recording,
+        LexCategory::Repeat,
     ];
 
     /// The table name in the lexicon file.
@@ -137,6 +143,7 @@ impl LexCategory {
             LexCategory::Positive => "positive",
             LexCategory::Grievance => "grievance",
             LexCategory::Recording => "recording",
+            LexCategory::Repeat => "repeat",
         }
     }
 
@@ -191,6 +198,8 @@ pub struct Lexicon {
     origin: PathBuf,
     categories: BTreeMap<LexCategory, TermSet>,
     negation: TermSet,
+    /// Chinese terms also match homophones (see [`Lexicon::set_sound_alike`]).
+    sound_alike: bool,
 }
 
 impl Lexicon {
@@ -211,6 +220,7 @@ impl Lexicon {
             origin: origin.to_path_buf(),
             categories: BTreeMap::new(),
             negation: TermSet::default(),
+            sound_alike: true,
         };
         for (name, value) in &table {
             let category = if name == NEGATION_TABLE {
@@ -257,7 +267,16 @@ impl Lexicon {
             origin: PathBuf::from(BUILTIN_ORIGIN),
             categories: BTreeMap::new(),
             negation: TermSet::default(),
+            sound_alike: true,
         })
+    }
+
+    /// Whether Chinese terms also match where Whisper wrote homophones (on by default):
+    /// characters read alike, tones aside (头诉 for 投诉, 暴光 for 曝光), at most one in a
+    /// two-character term and half of a longer one, never a negation character. Such a
+    /// match is `fuzzy`. Exceptions and negators always match exactly.
+    pub fn set_sound_alike(&mut self, on: bool) {
+        self.sound_alike = on;
     }
 
     /// The file this lexicon came from.
@@ -289,7 +308,7 @@ impl Lexicon {
             if !category.applies_to(leg) {
                 continue;
             }
-            for found in set.find(&analysed) {
+            for found in set.find(&analysed, self.sound_alike) {
                 out.push(LexMatch {
                     category,
                     term: found.term.to_owned(),
@@ -346,6 +365,16 @@ impl Lexicon {
                 .any(|m| !m.negated && is_grievance_category(m.category))
     }
 
+    /// The customer says this was raised before ("the third time I'm calling", 又是这样),
+    /// not negated. The agent's words never do.
+    pub fn mentions_repeat(&self, leg: Leg, text: &str) -> bool {
+        leg != Leg::Agent
+            && self
+                .scan(leg, text)
+                .iter()
+                .any(|m| !m.negated && m.category == LexCategory::Repeat)
+    }
+
     /// The speaker says they are recording or filming the call (not negated).
     pub fn mentions_recording(&self, text: &str) -> bool {
         self.scan(Leg::Mixed, text)
@@ -357,7 +386,8 @@ impl Lexicon {
 fn is_grievance_category(c: LexCategory) -> bool {
     match c {
         LexCategory::Signal(kind) => kind.is_customer_side(),
-        LexCategory::Grievance => true,
+        // Saying a problem was raised before is itself a grievance.
+        LexCategory::Grievance | LexCategory::Repeat => true,
         LexCategory::Positive | LexCategory::Recording => false,
     }
 }
@@ -427,6 +457,11 @@ impl LexiconDetector {
                 s
             })
             .collect()
+    }
+
+    /// See [`Lexicon::mentions_repeat`].
+    pub fn mentions_repeat(&self, leg: Leg, text: &str) -> bool {
+        self.lexicon.mentions_repeat(leg, text)
     }
 
     /// See [`Lexicon::is_positive`].
@@ -739,25 +774,35 @@ impl TermSet {
     }
 
     /// Every match of the set's terms, except those overlapping an exception.
-    fn find<'a>(&'a self, text: &Analysed) -> Vec<Found<'a>> {
-        self.find_in(&self.en, &self.zh, text)
+    fn find<'a>(&'a self, text: &Analysed, sound_alike: bool) -> Vec<Found<'a>> {
+        self.find_in(&self.en, &self.zh, text, sound_alike)
     }
 
     /// Every match of the given terms, except those overlapping one of the set's exceptions.
-    fn find_in<'a>(&self, en: &'a [EnTerm], zh: &'a [ZhTerm], text: &Analysed) -> Vec<Found<'a>> {
+    fn find_in<'a>(
+        &self,
+        en: &'a [EnTerm],
+        zh: &'a [ZhTerm],
+        text: &Analysed,
+        sound_alike: bool,
+    ) -> Vec<Found<'a>> {
         let mut exceptions: Vec<(usize, usize)> = Vec::new();
         for term in &self.en_except {
             exceptions.extend(en_find(term, text).into_iter().map(|f| (f.start, f.end)));
         }
         for term in &self.zh_except {
-            exceptions.extend(zh_find(term, text).into_iter().map(|f| (f.start, f.end)));
+            exceptions.extend(
+                zh_find(term, text, false)
+                    .into_iter()
+                    .map(|f| (f.start, f.end)),
+            );
         }
         let mut found: Vec<Found<'a>> = Vec::new();
         for term in en {
             found.extend(en_find(term, text));
         }
         for term in zh {
-            found.extend(zh_find(term, text));
+            found.extend(zh_find(term, text, sound_alike));
         }
         found.retain(|f| !exceptions.iter().any(|&(s, e)| s < f.end && f.start < e));
         found
@@ -780,7 +825,7 @@ impl Negators {
             (&set.en_adjacent, &set.zh_adjacent, 1, 1),
         ];
         for (en, zh, en_window, zh_window) in lists {
-            for f in set.find_in(en, zh, text) {
+            for f in set.find_in(en, zh, text, false) {
                 match f.at {
                     At::Token(first) => {
                         // The end: the first token at or after the match end.
@@ -966,12 +1011,24 @@ fn en_match(steps: &[EnStep], tokens: &[Token], i: usize, clause: usize) -> Opti
         }),
         EnStep::Word(alternatives) => {
             let token = tokens.get(i).filter(|t| t.clause == clause)?;
-            let fuzzy = alternatives
+            if let Some(fuzzy) = alternatives
                 .iter()
                 .filter_map(|w| word_match(w, &token.text))
-                .min()?;
-            let (end, rest_fuzzy) = en_match(rest, tokens, i + 1, clause)?;
-            Some((end, fuzzy || rest_fuzzy))
+                .min()
+                && let Some((end, rest_fuzzy)) = en_match(rest, tokens, i + 1, clause)
+            {
+                return Some((end, fuzzy || rest_fuzzy));
+            }
+            // Whisper splits a word it half-hears in two ("ombuds man", "off com"): a
+            // long term word may be two tokens of the clause that read as it together.
+            let next = tokens.get(i + 1).filter(|t| t.clause == clause)?;
+            let joined: Vec<char> = token.text.iter().chain(&next.text).copied().collect();
+            alternatives
+                .iter()
+                .filter(|w| !w.stem && w.text.len() >= MIN_SPLIT_WORD)
+                .find(|w| w.text == joined || same_sound_en(&w.text, &joined))?;
+            let (end, _) = en_match(rest, tokens, i + 2, clause)?;
+            Some((end, true))
         }
     }
 }
@@ -984,6 +1041,9 @@ fn word_match(word: &Word, token: &[char]) -> Option<bool> {
     }
     if token == word.text.as_slice() {
         return Some(false);
+    }
+    if same_sound_en(&word.text, token) {
+        return Some(true);
     }
     let budget = misspelling_budget(word.text.len().min(token.len()));
     let alphabetic = |w: &[char]| w.iter().all(|c| c.is_alphabetic());
@@ -998,6 +1058,38 @@ fn word_match(word: &Word, token: &[char]) -> Option<bool> {
         return None;
     }
     (levenshtein(&word.text, token) <= budget).then_some(true)
+}
+
+/// The shortest term word that may be heard split in two ("ofcom" as "off com").
+const MIN_SPLIT_WORD: usize = 5;
+
+/// Whether a transcript word is spelt as a term word sounds, for words of 5 letters and
+/// more: double letters single, ph as f, ck as k, a final s or es dropped ("offcom" is
+/// "ofcom", "trading standard" is "standards"). The first letter must agree, as for
+/// misspellings.
+fn same_sound_en(word: &[char], token: &[char]) -> bool {
+    fn key(w: &[char]) -> Vec<char> {
+        let s: String = w.iter().collect();
+        let s = s.replace("ph", "f").replace("ck", "k");
+        let mut out: Vec<char> = Vec::new();
+        for c in s.chars() {
+            if out.last() != Some(&c) {
+                out.push(c);
+            }
+        }
+        if out.len() > 4 && out.last() == Some(&'s') {
+            out.pop();
+            if out.last() == Some(&'e') && out.len() > 4 {
+                out.pop();
+            }
+        }
+        out
+    }
+    word.len() >= MIN_SPLIT_WORD
+        && token.len() >= MIN_SPLIT_WORD - 1
+        && word.first() == token.first()
+        && word.iter().chain(token).all(|c| c.is_alphabetic())
+        && key(word) == key(token)
 }
 
 /// Letters a word of this length may have wrong. Below 7 letters near-misses are other
@@ -1024,7 +1116,7 @@ fn levenshtein(a: &[char], b: &[char]) -> usize {
     prev[b.len()]
 }
 
-fn zh_find<'a>(term: &'a ZhTerm, text: &Analysed) -> Vec<Found<'a>> {
+fn zh_find<'a>(term: &'a ZhTerm, text: &Analysed, sound_alike: bool) -> Vec<Found<'a>> {
     let mut out = Vec::new();
     let chars = &text.compact;
     // Fuzzy matching never substitutes the first character, so it must be there.
@@ -1036,10 +1128,14 @@ fn zh_find<'a>(term: &'a ZhTerm, text: &Analysed) -> Vec<Found<'a>> {
         _ => Vec::new(),
     };
     for i in 0..chars.len() {
-        if !initials.contains(&chars[i].c) {
+        let c = chars[i].c;
+        if !initials
+            .iter()
+            .any(|&x| x == c || (sound_alike && same_sound(c, x)))
+        {
             continue;
         }
-        if let Some((end, fuzzy)) = zh_match(&term.steps, chars, i, None) {
+        if let Some((end, fuzzy)) = zh_match(&term.steps, chars, i, None, sound_alike) {
             out.push(Found {
                 term: &term.written,
                 start: chars[i].orig,
@@ -1059,6 +1155,7 @@ fn zh_match(
     chars: &[CompactChar],
     i: usize,
     clause: Option<usize>,
+    sound_alike: bool,
 ) -> Option<(usize, bool)> {
     let Some((step, rest)) = steps.split_first() else {
         return Some((i, false));
@@ -1071,7 +1168,7 @@ fn zh_match(
                 if j > chars.len() || chars[i..j].iter().any(|c| c.clause != clause) {
                     return None;
                 }
-                zh_match(rest, chars, j, Some(clause))
+                zh_match(rest, chars, j, Some(clause), sound_alike)
             })
         }
         ZhStep::Chars(alternatives) => {
@@ -1084,8 +1181,9 @@ fn zh_match(
             // only way the term matches.
             for fuzzy in [false, true] {
                 for alt in alternatives {
-                    if zh_run_matches(alt, chars, i, fuzzy)
-                        && let Some((end, rest_fuzzy)) = zh_match(rest, chars, i + alt.len(), None)
+                    if zh_run_matches(alt, chars, i, fuzzy, sound_alike)
+                        && let Some((end, rest_fuzzy)) =
+                            zh_match(rest, chars, i + alt.len(), None, sound_alike)
                     {
                         return Some((end, fuzzy || rest_fuzzy));
                     }
@@ -1097,8 +1195,15 @@ fn zh_match(
 }
 
 /// Whether `run` is at `chars[i..]`: exactly, or (with `fuzzy`) with one inner CJK
-/// character substituted by another that is not a negation.
-fn zh_run_matches(run: &[char], chars: &[CompactChar], i: usize, fuzzy: bool) -> bool {
+/// character substituted by another that is not a negation, and (with `sound_alike` too)
+/// homophones in place of some characters (see [`Lexicon::set_sound_alike`]).
+fn zh_run_matches(
+    run: &[char],
+    chars: &[CompactChar],
+    i: usize,
+    fuzzy: bool,
+    sound_alike: bool,
+) -> bool {
     let Some(window) = chars.get(i..i + run.len()) else {
         return false;
     };
@@ -1116,11 +1221,23 @@ fn zh_run_matches(run: &[char], chars: &[CompactChar], i: usize, fuzzy: bool) ->
     {
         return false;
     }
+    let negation = |c: char| ZH_NEGATION_CHARS.contains(&c);
+    let homophone = |have: char, want: char| {
+        fuzzy && sound_alike && !negation(have) && !negation(want) && same_sound(have, want)
+    };
+    let homophones = window
+        .iter()
+        .zip(run)
+        .filter(|(have, want)| have.c != **want && homophone(have.c, **want))
+        .count();
+    if homophones > run.len() / 2 {
+        return false;
+    }
     let mut mismatches = window
         .iter()
         .zip(run)
         .enumerate()
-        .filter(|(_, (have, want))| have.c != **want);
+        .filter(|(_, (have, want))| have.c != **want && !homophone(have.c, **want));
     let Some((pos, (have, want))) = mismatches.next() else {
         return true;
     };
@@ -1133,6 +1250,30 @@ fn zh_run_matches(run: &[char], chars: &[CompactChar], i: usize, fuzzy: bool) ->
         && is_cjk(*want)
         && !ZH_NEGATION_CHARS.contains(&have.c)
         && !ZH_NEGATION_CHARS.contains(want)
+}
+
+/// Whether `have` (a transcript's character) can be read as `want` (a term's), tones
+/// aside: `have` in its usual reading, `want` in any of its readings (曝 is bao or pu). The
+/// slips Whisper makes when it half-hears a word on phone audio are homophones in their
+/// everyday readings; rare readings (告 also reads ju, as 车 does) would match too much.
+/// zh, ch, sh count as z, c, s (投述 for 投诉), as in many speakers' Mandarin; other
+/// near-sounds (an/ang: 报关 and 曝光) stay apart.
+fn same_sound(have: char, want: char) -> bool {
+    use pinyin::{ToPinyin, ToPinyinMulti};
+    fn flat(p: &str) -> String {
+        match p.get(..2) {
+            Some("zh" | "ch" | "sh") => format!("{}{}", &p[..1], &p[2..]),
+            _ => p.to_owned(),
+        }
+    }
+    if have == want {
+        return true;
+    }
+    let (Some(h), Some(w)) = (have.to_pinyin(), want.to_pinyin_multi()) else {
+        return false;
+    };
+    let h = flat(h.plain());
+    w.into_iter().any(|y| flat(y.plain()) == h)
 }
 
 #[cfg(test)]
@@ -1473,6 +1614,55 @@ mod tests {
     }
 
     #[test]
+    fn chinese_terms_match_the_homophones_whisper_writes() {
+        let mut l = lex();
+        // 头诉 for 投诉, 暴光 for 曝光 (曝 also reads pu), 消费者写会 for 消费者协会.
+        for (text, kind) in [
+            ("我要头诉你们", SignalKind::Complaint),
+            ("我要暴光你们", SignalKind::ThreatMedia),
+            ("我去消费者写会反映", SignalKind::ThreatRegulator),
+        ] {
+            let m = l.scan(Leg::Customer, text);
+            let hit = m
+                .iter()
+                .find(|m| m.category == LexCategory::Signal(kind))
+                .unwrap_or_else(|| panic!("{text}: {m:?}"));
+            assert!(hit.fuzzy && !hit.negated, "{text}: {hit:?}");
+        }
+        // A negator stays exact and still cancels a homophone match; negation characters
+        // are never stood in for.
+        assert!(!has(&l, "我不是要头诉", SignalKind::Complaint));
+        assert!(!has(&l, "你听布懂吗", SignalKind::AgentConduct));
+        assert!(has(&l, "你听不懂吗", SignalKind::AgentConduct));
+        // Half a term at most: 偷宿 (both characters stood in for) is not 投诉.
+        assert!(!has(&l, "偷宿", SignalKind::Complaint));
+        // English: as it sounds, and split in two.
+        assert_kind(
+            &l,
+            SignalKind::ThreatRegulator,
+            &[
+                "I'm going straight to off com",
+                "to the Ombuds man",
+                "call trading standard",
+            ],
+        );
+        assert!(!has(
+            &l,
+            "the cake has three layers",
+            SignalKind::ThreatLegal
+        ));
+        // 投述: sh read as s.
+        assert_kind(&l, SignalKind::Complaint, &["我一定要投述你们"]);
+        // Rare readings do not count (告 also reads ju, like 车), nor an/ang (报关 is not 曝光).
+        assert!(!has(&l, "二手车，你们说", SignalKind::ThreatLegal));
+        assert!(!has(&l, "包裹在海关报关", SignalKind::ThreatMedia));
+        // Exact matching only when switched off.
+        l.set_sound_alike(false);
+        assert!(!has(&l, "我要头诉你们", SignalKind::Complaint));
+        assert!(has(&l, "我要投诉你们", SignalKind::Complaint));
+    }
+
+    #[test]
     fn traps_are_not_signals() {
         let l = lex();
         assert_not_kind(
@@ -1584,9 +1774,14 @@ mod tests {
         )
         .unwrap();
         assert!(kinds(&custom, Leg::Agent, "你听得懂吗").is_empty());
-        custom = Lexicon::parse("[complaint]\nzh = [\"什么服务\"]\n", Path::new("t.toml")).unwrap();
-        assert!(kinds(&custom, Leg::Customer, "什么服装").is_empty());
-        assert!(!kinds(&custom, Leg::Customer, "什么眼务").is_empty());
+        custom =
+            Lexicon::parse("[complaint]\nzh = [\"什么破服务\"]\n", Path::new("t.toml")).unwrap();
+        assert!(kinds(&custom, Leg::Customer, "什么破服装").is_empty());
+        assert!(!kinds(&custom, Leg::Customer, "什么眼服务").is_empty());
+        // Four characters or fewer: homophones only (怎么搞的 is not 怎么算的).
+        custom = Lexicon::parse("[complaint]\nzh = [\"怎么搞的\"]\n", Path::new("t.toml")).unwrap();
+        assert!(kinds(&custom, Leg::Customer, "电费怎么算的").is_empty());
+        assert!(!kinds(&custom, Leg::Customer, "这是怎么稿的").is_empty());
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct DetectConfig {
     /// default path and missing (running outside the repository), the copy built into the
     /// binary is used; any other missing path is an error.
     pub lexicon: PathBuf,
+    /// Chinese lexicon terms also match homophones Whisper writes for them on phone audio
+    /// (头诉 for 投诉): see [`Lexicon::set_sound_alike`].
+    pub sound_alike: bool,
     pub raised_voice: EnergyConfig,
     pub repetition: RepetitionConfig,
 }
@@ -40,6 +43,7 @@ impl Default for DetectConfig {
     fn default() -> Self {
         Self {
             lexicon: PathBuf::from(DEFAULT_LEXICON),
+            sound_alike: true,
             raised_voice: EnergyConfig::default(),
             repetition: RepetitionConfig::default(),
         }
@@ -59,10 +63,13 @@ impl DetectConfig {
     /// binary when it is missing (running outside the repository); any other path must exist.
     pub fn load_lexicon(&self) -> Result<Arc<Lexicon>, LexiconError> {
         let path = &self.lexicon;
-        if path == Path::new(DEFAULT_LEXICON) && !path.exists() {
+        let mut lexicon = if path == Path::new(DEFAULT_LEXICON) && !path.exists() {
             tracing::info!("{DEFAULT_LEXICON} not found: using the built-in lexicon");
-            return Ok(Arc::new(Lexicon::builtin()));
-        }
-        Ok(Arc::new(Lexicon::load(path)?))
+            Lexicon::builtin()
+        } else {
+            Lexicon::load(path)?
+        };
+        lexicon.set_sound_alike(self.sound_alike);
+        Ok(Arc::new(lexicon))
     }
 }

@@ -9,13 +9,22 @@
 //! complaint filler such as 还没, 怎么, 现在), and groups an utterance with the earlier group
 //! whose tokens it overlaps most (overlap coefficient against the group's token set).
 //!
+//! A restatement in new words shares too little with the first statement to be matched by
+//! content, so there is a second way to count: an utterance that says outright the problem
+//! was raised before ("for the third time", "that's what I was told last time", 又是这样;
+//! the caller passes `restated`, normally from [`Lexicon::mentions_repeat`]) counts the
+//! customer's earlier utterances that were complaints or share a content word with it; when
+//! they come to `count` with it, and `restated_count` of them say so, that is a repeated
+//! complaint too.
+//!
 //! What it does not: decide whether an utterance is a complaint (the caller passes
 //! `complaint_bearing`, normally from [`Lexicon::is_grievance`]), listen to the agent leg,
 //! or understand meaning: paraphrases that share no content word ("my parcel" / "the
-//! package") are separate grievances. On a mixed (one-channel) recording it cannot tell
+//! package") and say nothing of having asked before are separate grievances. On a mixed (one-channel) recording it cannot tell
 //! who spoke, so the agent's complaint-bearing sentences count too. Pure: no I/O, no clock.
 //!
 //! [`Lexicon::is_grievance`]: super::lexicon::Lexicon::is_grievance
+//! [`Lexicon::mentions_repeat`]: super::lexicon::Lexicon::mentions_repeat
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -45,6 +54,11 @@ pub struct RepetitionConfig {
     /// Utterances with fewer content tokens than this are not tracked ("why?", "still
     /// nothing"), and a repeat must share at least this many tokens with its grievance.
     pub min_content_tokens: u32,
+    /// Signal also when an utterance says the problem was raised before (third time, 又,
+    /// last time) and, with the customer's earlier utterances that were complaints or share
+    /// a content word with it, comes to `count`, this many of them saying so; then again at
+    /// each further such utterance. 0 = off.
+    pub restated_count: u32,
 }
 
 impl Default for RepetitionConfig {
@@ -56,6 +70,7 @@ impl Default for RepetitionConfig {
             // still the customer repeating themself.
             window_ms: 0,
             min_content_tokens: 2,
+            restated_count: 1,
         }
     }
 }
@@ -71,6 +86,8 @@ pub enum RepetitionConfigError {
     Window(u64),
     #[error("repetition.min_content_tokens must be at least 1")]
     ContentTokens,
+    #[error("repetition.restated_count must be 0 (off) or from 1 to count (got {0})")]
+    Restated(u32),
 }
 
 impl RepetitionConfig {
@@ -86,6 +103,9 @@ impl RepetitionConfig {
         }
         if self.min_content_tokens == 0 {
             return Err(RepetitionConfigError::ContentTokens);
+        }
+        if self.restated_count > self.count {
+            return Err(RepetitionConfigError::Restated(self.restated_count));
         }
         Ok(())
     }
@@ -164,6 +184,8 @@ impl Group {
 pub struct RepetitionDetector {
     config: RepetitionConfig,
     groups: Vec<Group>,
+    /// Every customer utterance so far (within the window), for the restatement rule.
+    said: Vec<Said>,
 }
 
 impl RepetitionDetector {
@@ -171,6 +193,7 @@ impl RepetitionDetector {
         Self {
             config: config.clone(),
             groups: Vec::new(),
+            said: Vec::new(),
         }
     }
 
@@ -181,6 +204,7 @@ impl RepetitionDetector {
     /// Forgets every grievance (a new call).
     pub fn reset(&mut self) {
         self.groups.clear();
+        self.said.clear();
     }
 
     /// Takes one transcript. Agent utterances are ignored. Every customer utterance with enough
@@ -191,11 +215,70 @@ impl RepetitionDetector {
     /// `count` or beyond: `count` = the repeats so far, `quotes` = every utterance of the
     /// grievance still in the window, start/end = from the first quote's start to the last
     /// quote's end, `terms` = the content words they share.
-    pub fn update(&mut self, t: &Transcript, complaint_bearing: bool, now_ms: u64) -> Vec<Signal> {
+    ///
+    /// `restated`: the utterance says the problem was raised before (see the module doc);
+    /// when the words do not match an earlier grievance, such utterances are counted on
+    /// their own, and the signal then quotes every complaint-bearing utterance.
+    pub fn update(
+        &mut self,
+        t: &Transcript,
+        complaint_bearing: bool,
+        restated: bool,
+        now_ms: u64,
+    ) -> Vec<Signal> {
         if t.leg == Leg::Agent {
             return Vec::new();
         }
         self.forget_before(now_ms);
+        let by_topic = self.by_topic(t, complaint_bearing, now_ms);
+        let keys: BTreeSet<String> = merge(&content_clauses(&t.text))
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let said = Said {
+            quote: quote_of(t),
+            keys,
+            bearing: complaint_bearing || restated,
+            restated,
+        };
+        let out = if by_topic.is_empty() && restated {
+            self.by_restatement(&said, now_ms)
+        } else {
+            by_topic
+        };
+        self.said.push(said);
+        out
+    }
+
+    /// The restatement rule (see the module doc).
+    fn by_restatement(&self, now: &Said, now_ms: u64) -> Vec<Signal> {
+        let needed = self.config.restated_count as usize;
+        let related: Vec<&Said> = self
+            .said
+            .iter()
+            .filter(|s| s.bearing || !s.keys.is_disjoint(&now.keys))
+            .chain(std::iter::once(now))
+            .collect();
+        let restated = related.iter().filter(|s| s.restated).count();
+        if needed == 0 || restated < needed || related.len() < self.config.count as usize {
+            return Vec::new();
+        }
+        let quotes: Vec<Quote> = related.iter().map(|s| s.quote.clone()).collect();
+        let start_ms = quotes.first().map_or(now.quote.start_ms, |q| q.start_ms);
+        let mut signal = Signal::new(
+            SignalKind::RepeatedComplaint,
+            now.quote.leg,
+            start_ms,
+            now.quote.end_ms,
+            now_ms,
+        );
+        signal.count = Some(u32::try_from(quotes.len()).unwrap_or(u32::MAX));
+        signal.quotes = quotes;
+        vec![signal]
+    }
+
+    /// The topic rule: the utterance joins the grievance it shares most words with.
+    fn by_topic(&mut self, t: &Transcript, complaint_bearing: bool, now_ms: u64) -> Vec<Signal> {
         let clauses = content_clauses(&t.text);
         let tokens = merge(&clauses);
         let keys: BTreeSet<String> = tokens.iter().map(|(k, _)| k.clone()).collect();
@@ -234,12 +317,7 @@ impl RepetitionDetector {
             }
         }
         let member = Member {
-            quote: Quote {
-                leg: t.leg,
-                start_ms: t.start_ms,
-                end_ms: t.end_ms,
-                text: t.text.clone(),
-            },
+            quote: quote_of(t),
             tokens,
             keys,
         };
@@ -284,11 +362,33 @@ impl RepetitionDetector {
             return;
         }
         let window = self.config.window_ms;
+        self.said
+            .retain(|s| now_ms.saturating_sub(s.quote.end_ms) <= window);
         for g in &mut self.groups {
             g.members
                 .retain(|m| now_ms.saturating_sub(m.quote.end_ms) <= window);
         }
         self.groups.retain(|g| !g.members.is_empty());
+    }
+}
+
+/// A customer utterance as the restatement rule sees it.
+#[derive(Debug, Clone)]
+struct Said {
+    quote: Quote,
+    keys: BTreeSet<String>,
+    /// A complaint, or a grievance marker.
+    bearing: bool,
+    /// Says the problem was raised before.
+    restated: bool,
+}
+
+fn quote_of(t: &Transcript) -> Quote {
+    Quote {
+        leg: t.leg,
+        start_ms: t.start_ms,
+        end_ms: t.end_ms,
+        text: t.text.clone(),
     }
 }
 
@@ -489,7 +589,7 @@ mod tests {
             .enumerate()
             .map(|(i, text)| {
                 let start = i as u64 * 10_000;
-                d.update(&t(Leg::Customer, start, text), true, start + 3000)
+                d.update(&t(Leg::Customer, start, text), true, false, start + 3000)
             })
             .collect()
     }
@@ -619,20 +719,31 @@ mod tests {
     fn a_restatement_counts_without_complaint_words() {
         let mut d = RepetitionDetector::new(&RepetitionConfig::default());
         let a = "My washing machine was not delivered on Monday.";
-        assert!(d.update(&t(Leg::Customer, 0, a), true, 3000).is_empty());
+        assert!(
+            d.update(&t(Leg::Customer, 0, a), true, false, 3000)
+                .is_empty()
+        );
         // Neither of these carries a complaint word, but both restate the grievance.
         let b = "So where is my washing machine?";
-        assert!(d.update(&t(Leg::Customer, 5000, b), false, 8000).is_empty());
+        assert!(
+            d.update(&t(Leg::Customer, 5000, b), false, false, 8000)
+                .is_empty()
+        );
         let c = "I am still waiting for the washing machine.";
-        let s = d.update(&t(Leg::Customer, 9000, c), false, 12_000);
+        let s = d.update(&t(Leg::Customer, 9000, c), false, false, 12_000);
         assert_eq!(s.len(), 1, "{s:?}");
         assert_eq!(s[0].count, Some(3));
         // But no complaint word and nothing on record opens nothing.
         let mut d = RepetitionDetector::new(&RepetitionConfig::default());
         for i in 0..4 {
             assert!(
-                d.update(&t(Leg::Customer, i * 4000, b), false, i * 4000 + 3000)
-                    .is_empty()
+                d.update(
+                    &t(Leg::Customer, i * 4000, b),
+                    false,
+                    false,
+                    i * 4000 + 3000
+                )
+                .is_empty()
             );
         }
     }
@@ -641,10 +752,16 @@ mod tests {
     fn agent_and_non_complaint_utterances_are_ignored() {
         let mut d = RepetitionDetector::new(&RepetitionConfig::default());
         let text = "My washing machine was not delivered.";
-        assert!(d.update(&t(Leg::Customer, 0, text), true, 3000).is_empty());
-        assert!(d.update(&t(Leg::Agent, 5000, text), true, 8000).is_empty());
         assert!(
-            d.update(&t(Leg::Agent, 9000, text), true, 12_000)
+            d.update(&t(Leg::Customer, 0, text), true, false, 3000)
+                .is_empty()
+        );
+        assert!(
+            d.update(&t(Leg::Agent, 5000, text), true, false, 8000)
+                .is_empty()
+        );
+        assert!(
+            d.update(&t(Leg::Agent, 9000, text), true, false, 12_000)
                 .is_empty()
         );
         // Not a complaint and about nothing on record: ignored.
@@ -656,16 +773,17 @@ mod tests {
                     "What time does your shop open tomorrow?"
                 ),
                 false,
+                false,
                 16_000
             )
             .is_empty()
         );
         assert!(
-            d.update(&t(Leg::Customer, 17_000, text), true, 20_000)
+            d.update(&t(Leg::Customer, 17_000, text), true, false, 20_000)
                 .is_empty()
         );
         // The third customer complaint; the mixed leg counts as the customer's.
-        let s = d.update(&t(Leg::Mixed, 21_000, text), true, 24_000);
+        let s = d.update(&t(Leg::Mixed, 21_000, text), true, false, 24_000);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].leg, Leg::Mixed);
         let legs: Vec<Leg> = s[0].quotes.iter().map(|q| q.leg).collect();
@@ -707,7 +825,7 @@ mod tests {
         // 50 s apart: each new statement sees only the previous one.
         for i in 0..4u64 {
             let start = i * 50_000;
-            let s = d.update(&t(Leg::Customer, start, text), true, start + 3000);
+            let s = d.update(&t(Leg::Customer, start, text), true, false, start + 3000);
             assert!(s.is_empty(), "statement {i}: {s:?}");
         }
         // Within the window, three in a row do signal.
@@ -724,7 +842,7 @@ mod tests {
         let mut d = RepetitionDetector::new(&RepetitionConfig::default());
         let text = "我的快递还没到";
         for (i, start) in [0u64, 1_200_000, 2_400_000].into_iter().enumerate() {
-            let s = d.update(&t(Leg::Customer, start, text), true, start + 3000);
+            let s = d.update(&t(Leg::Customer, start, text), true, false, start + 3000);
             assert_eq!(s.len(), usize::from(i == 2));
         }
     }
@@ -745,5 +863,83 @@ mod tests {
         }
         assert_eq!(stem("called"), "call");
         assert_eq!(stem("missed"), "miss");
+    }
+
+    #[test]
+    fn restatements_in_new_words_count_when_they_say_so() {
+        let cfg = RepetitionConfig::default();
+        let mut d = RepetitionDetector::new(&cfg);
+        // Three complaint-bearing turns sharing almost no content word; two say outright
+        // that the customer has been here before.
+        let turns = [
+            (
+                "I returned an order last month and the money never came back.",
+                true,
+                false,
+            ),
+            ("This is the third time I've rung about it.", true, true),
+            ("What time do you close today?", false, false),
+            (
+                "So I'm calling again and it still isn't in my account.",
+                true,
+                true,
+            ),
+        ];
+        let mut fired = Vec::new();
+        for (i, (text, bearing, restated)) in turns.into_iter().enumerate() {
+            let start = i as u64 * 5000;
+            fired.push(d.update(
+                &t(Leg::Customer, start, text),
+                bearing,
+                restated,
+                start + 3000,
+            ));
+        }
+        assert!(fired[..3].iter().all(Vec::is_empty), "{fired:?}");
+        let s = &fired[3];
+        assert_eq!(s.len(), 1, "{fired:?}");
+        assert_eq!(s[0].kind, SignalKind::RepeatedComplaint);
+        assert_eq!(s[0].count, Some(3));
+        assert_eq!(s[0].quotes.len(), 3, "the complaint-bearing turns only");
+        assert_eq!(s[0].start_ms, 0);
+
+        // One restatement among three complaints is not enough; nor is the rule on when off.
+        for restated_count in [2, 0] {
+            let cfg = RepetitionConfig {
+                restated_count,
+                ..RepetitionConfig::default()
+            };
+            let mut d = RepetitionDetector::new(&cfg);
+            let said = [
+                ("My parcel is late.", false),
+                ("The box was damaged too.", false),
+                ("I have called three times already about the refund.", true),
+                ("And the invoice is wrong.", false),
+            ];
+            for (i, (text, restated)) in said.into_iter().enumerate() {
+                let start = i as u64 * 5000;
+                let out = d.update(&t(Leg::Customer, start, text), true, restated, start + 3000);
+                assert!(out.is_empty(), "{restated_count}: {text}: {out:?}");
+            }
+        }
+        // The agent saying it is not the customer restating.
+        let mut d = RepetitionDetector::new(&RepetitionConfig::default());
+        for i in 0..4u64 {
+            let out = d.update(
+                &t(Leg::Agent, i * 5000, "I was told again"),
+                true,
+                true,
+                i * 5000 + 3000,
+            );
+            assert!(out.is_empty());
+        }
+        assert!(
+            RepetitionConfig {
+                restated_count: 4,
+                ..RepetitionConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 }
