@@ -64,6 +64,7 @@ impl CallAssessor {
             lang: t.lang.clone(),
             positive: customer_side && self.lexicon.is_positive(&t.text),
             mentions_recording: customer_side && self.lexicon.mentions_recording(&t.text),
+            grievance: customer_side && self.lexicon.is_grievance(t.leg, &t.text),
         };
         self.push_risk(RiskInput::Utterance(facts), now_ms, &mut out);
 

@@ -13,6 +13,9 @@
 //! - a raised voice within `combo_window_ms` of complaint-family words adds `combo_bonus`;
 //! - a raised voice over an utterance that is plainly positive (thanks, great) counts only
 //!   `positive_discount` of its weight, so a loud happy exclamation is not anger;
+//! - a strongly raised voice (`strong_voice_db` over the speaker's baseline, with a pitch or
+//!   tilt cue) weighs `strong_voice_weight`: one clear shout escalates alone; a raised voice
+//!   over words with a grievance marker ("it STILL hasn't come!") adds `grievance_bonus`;
 //! - `agent_conduct` adds nothing: it becomes a QA flag with a coaching hint;
 //! - reaching `escalate_at` fires an alert; another alert for the call waits `cooldown_ms`
 //!   unless a reason family appears that no earlier alert had.
@@ -50,6 +53,14 @@ pub struct RiskConfig {
     /// Fraction of its weight a raised voice keeps when the customer's words around it are
     /// plainly positive (a loud "thank you so much!").
     pub positive_discount: f32,
+    /// dB over the speaker's baseline from which a raised voice (with a pitch or tilt cue)
+    /// is a shout that weighs `strong_voice_weight` instead of `weights.raised_voice`.
+    pub strong_voice_db: f32,
+    /// Points of such a shout (0 = no special weight).
+    pub strong_voice_weight: f32,
+    /// Points added when a raised voice is over words with a grievance marker (still, again,
+    /// 还没, 又), counted once like `combo_bonus`, the larger of the two applying.
+    pub grievance_bonus: f32,
     /// No second transfer prompt for the same call within this time (ms), unless a new reason
     /// family appears.
     pub cooldown_ms: u64,
@@ -69,6 +80,9 @@ impl Default for RiskConfig {
             combo_window_ms: 30_000,
             combo_bonus: 10.0,
             positive_discount: 0.3,
+            strong_voice_db: 10.0,
+            strong_voice_weight: 65.0,
+            grievance_bonus: 30.0,
             cooldown_ms: 300_000,
             report_step: 5.0,
         }
@@ -160,8 +174,27 @@ impl RiskConfig {
         {
             return Err("risk.combo_bonus and risk.report_step must be within 0..100".into());
         }
+        if !(0.0..=100.0).contains(&self.strong_voice_weight)
+            || !(0.0..=100.0).contains(&self.grievance_bonus)
+        {
+            return Err(
+                "risk.strong_voice_weight and risk.grievance_bonus must be within 0..100".into(),
+            );
+        }
+        if !(3.0..=40.0).contains(&self.strong_voice_db) {
+            return Err("risk.strong_voice_db must be within 3..40".into());
+        }
         Ok(())
     }
+}
+
+/// Whether a signal's stretch overlaps one of the utterances. Raised voice is measured on
+/// audio and the words come later from Whisper, so allow a little slack either side.
+fn overlaps(utterances: &[(u64, u64)], s: &Signal) -> bool {
+    const SLACK_MS: u64 = 1500;
+    utterances
+        .iter()
+        .any(|&(a, b)| s.start_ms <= b + SLACK_MS && a <= s.end_ms + SLACK_MS)
 }
 
 /// Reasons that are "the same kind of trouble" for the cooldown rule. Each threat is its own
@@ -202,6 +235,8 @@ pub struct UtteranceFacts {
     pub positive: bool,
     /// The speaker mentions recording or filming the call.
     pub mentions_recording: bool,
+    /// The words carry a grievance marker or complaint words (not negated).
+    pub grievance: bool,
 }
 
 /// What the engine is told.
@@ -233,6 +268,10 @@ pub struct RiskEngine {
     cfg: RiskConfig,
     signals: Vec<Signal>,
     positives: Vec<(u64, u64)>,
+    /// Customer utterances with a grievance, (start, end).
+    grievances: Vec<(u64, u64)>,
+    /// Every customer utterance whose words are known, (start, end).
+    heard: Vec<(u64, u64)>,
     recording_mentioned: bool,
     lang: Option<String>,
     level: Level,
@@ -255,6 +294,8 @@ impl RiskEngine {
             cfg: cfg.clone(),
             signals: Vec::new(),
             positives: Vec::new(),
+            grievances: Vec::new(),
+            heard: Vec::new(),
             recording_mentioned: false,
             lang: None,
             level: Level::Calm,
@@ -299,6 +340,10 @@ impl RiskEngine {
                     if u.positive {
                         self.positives.push((u.start_ms, u.end_ms));
                     }
+                    if u.grievance {
+                        self.grievances.push((u.start_ms, u.end_ms));
+                    }
+                    self.heard.push((u.start_ms, u.end_ms));
                     self.recording_mentioned |= u.mentions_recording;
                 }
             }
@@ -308,6 +353,10 @@ impl RiskEngine {
         self.signals
             .retain(|s| now.saturating_sub(s.at_ms) <= horizon);
         self.positives
+            .retain(|&(_, end)| now.saturating_sub(end) <= horizon);
+        self.grievances
+            .retain(|&(_, end)| now.saturating_sub(end) <= horizon);
+        self.heard
             .retain(|&(_, end)| now.saturating_sub(end) <= horizon);
 
         let (score, reasons) = self.evaluate(now);
@@ -400,16 +449,27 @@ impl RiskEngine {
     }
 
     fn overlaps_positive(&self, s: &Signal) -> bool {
-        // Raised voice is measured on audio and the words come later from Whisper, so allow a
-        // little slack either side.
-        const SLACK_MS: u64 = 1500;
-        self.positives
-            .iter()
-            .any(|&(a, b)| s.start_ms <= b + SLACK_MS && a <= s.end_ms + SLACK_MS)
+        overlaps(&self.positives, s)
+    }
+
+    /// A raised voice loud enough over the speaker's baseline, with a voice cue, to be a shout.
+    /// It counts as one only once its words are known, so that a loud "thank you so much!"
+    /// is discounted before it could prompt anyone.
+    fn is_shout(&self, s: &Signal) -> bool {
+        s.kind == SignalKind::RaisedVoice
+            && self.cfg.strong_voice_weight > 0.0
+            && overlaps(&self.heard, s)
+            && s.raised.as_ref().is_some_and(|r| {
+                r.db_over_baseline >= self.cfg.strong_voice_db
+                    && r.cues.iter().any(|c| c == "pitch" || c == "tilt")
+            })
     }
 
     fn contribution(&self, s: &Signal, now: u64) -> f32 {
         let mut w = self.cfg.weights.of(s.kind);
+        if self.is_shout(s) {
+            w = w.max(self.cfg.strong_voice_weight);
+        }
         if s.kind == SignalKind::RaisedVoice && self.overlaps_positive(s) && !self.has_words_near(s)
         {
             w *= self.cfg.positive_discount;
@@ -471,6 +531,14 @@ impl RiskEngine {
                     combo = combo.max(self.cfg.combo_bonus * self.decay(now, v.at_ms.max(w.at_ms)));
                 }
             }
+        }
+        // A raised voice over words with a grievance marker: the shout is about something.
+        for v in self
+            .signals
+            .iter()
+            .filter(|s| s.kind == SignalKind::RaisedVoice && overlaps(&self.grievances, s))
+        {
+            combo = combo.max(self.cfg.grievance_bonus * self.decay(now, v.at_ms));
         }
         score += combo;
         for r in &mut reasons {
@@ -711,6 +779,7 @@ mod tests {
             lang: "en".into(),
             positive,
             mentions_recording: false,
+            grievance: false,
         })
     }
 
@@ -955,6 +1024,7 @@ mod tests {
                 lang: "zh".into(),
                 positive: false,
                 mentions_recording: true,
+                grievance: false,
             }),
             3000,
         );
@@ -1015,5 +1085,69 @@ mod tests {
             ..cfg()
         };
         assert!(bad.validate().is_err());
+    }
+
+    fn loud(at: u64, db: f32) -> Signal {
+        let mut s = sig(SignalKind::RaisedVoice, at);
+        if let Some(r) = s.raised.as_mut() {
+            r.db_over_baseline = db;
+            r.cues = vec!["loudness".into(), "pitch".into()];
+        }
+        s.start_ms = at.saturating_sub(2000);
+        s
+    }
+
+    fn words(start: u64, end: u64, positive: bool, grievance: bool) -> RiskInput {
+        RiskInput::Utterance(UtteranceFacts {
+            leg: Leg::Customer,
+            start_ms: start,
+            end_ms: end,
+            lang: "en".into(),
+            positive,
+            mentions_recording: false,
+            grievance,
+        })
+    }
+
+    #[test]
+    fn one_clear_shout_escalates_once_its_words_are_known() {
+        // 14 dB over baseline: a shout. Nothing before its words arrive; a prompt after.
+        let mut e = RiskEngine::new("c", &cfg());
+        let out = e.update(RiskInput::Signal(loud(12_000, 14.0)), 12_000);
+        assert!(
+            !out.iter().any(|o| matches!(o, RiskOutput::Alert(_))),
+            "{out:?}"
+        );
+        let out = e.update(words(10_000, 12_500, false, false), 13_500);
+        assert!(
+            out.iter().any(|o| matches!(o, RiskOutput::Alert(_))),
+            "{out:?}"
+        );
+
+        // The same shout over "thank you so much!": discounted, no prompt.
+        let mut e = RiskEngine::new("c", &cfg());
+        e.update(RiskInput::Signal(loud(12_000, 14.0)), 12_000);
+        let out = e.update(words(10_000, 12_500, true, false), 13_500);
+        assert!(
+            !out.iter().any(|o| matches!(o, RiskOutput::Alert(_))),
+            "{out:?}"
+        );
+
+        // A moderate raise (7 dB) alone stays at watch; over a grievance ("it still hasn't
+        // come!") it escalates.
+        for (grievance, alert) in [(false, false), (true, true)] {
+            let mut e = RiskEngine::new("c", &cfg());
+            e.update(RiskInput::Signal(loud(12_000, 7.0)), 12_000);
+            let out = e.update(words(10_000, 12_500, false, grievance), 13_500);
+            assert_eq!(
+                out.iter().any(|o| matches!(o, RiskOutput::Alert(_))),
+                alert,
+                "{grievance}: {out:?}"
+            );
+            assert_eq!(
+                e.level(),
+                if alert { Level::Escalate } else { Level::Watch }
+            );
+        }
     }
 }

@@ -17,7 +17,9 @@
 //!   dB (vocal effort sharpens the glottal pulse and lifts the highs; gain changes cannot).
 //! - Each speaker's baseline is the median of those features over their earlier speech,
 //!   decayed with a half-life counted in speech time, not updated while they are raised, and
-//!   not trusted until `warmup_speech_ms` of speech has been heard.
+//!   fully trusted once `warmup_speech_ms` of speech has been heard; from 1.2 s of speech
+//!   until then it is trusted for a clearly raised voice only (every threshold half as high
+//!   again), so a caller who says one sentence and then shouts is heard.
 //! - Each speech frame is judged on the medians of the 41 speech frames around it (so the
 //!   judgement lags the audio by 200 ms of speech, and single stressed syllables do not
 //!   count). It is raised when its level is `min_db_over_baseline` above the baseline and the
@@ -183,6 +185,11 @@ const PHRASE_GAP_MS: u32 = 300;
 /// must fall short even of that to end it: hysteresis, so that a softer word or a low tone
 /// does not split one rant into several signals.
 const HOLD_SCALE: f32 = 0.7;
+/// Before `warmup_speech_ms`, a baseline of at least this much speech is trusted for a
+/// clearly raised voice only (every threshold times [`PROVISIONAL_SCALE`]): a caller who
+/// says one sentence and then shouts is heard, and the shout stays out of the baseline.
+const PROVISIONAL_MS: u32 = 1200;
+const PROVISIONAL_SCALE: f32 = 1.5;
 const RELEASE_MS: u32 = 1000;
 
 /// Pitch analysis runs on the low band decimated by two.
@@ -575,6 +582,8 @@ struct Stretch {
     /// Speech frames since `end`, all short of the test.
     failing: u32,
     reported: bool,
+    /// The threshold scale it is judged with (above 1 while the baseline is provisional).
+    scale: f32,
 }
 
 /// Raised-voice detection for one leg: see the module documentation.
@@ -785,7 +794,7 @@ impl RaisedVoiceDetector {
             self.window.pop_front();
         }
 
-        let Some(base) = self.warm_baseline() else {
+        let Some((base, scale)) = self.judging_baseline() else {
             self.add_to_baseline(&frame);
             return;
         };
@@ -794,7 +803,7 @@ impl RaisedVoiceDetector {
             self.latest = rise;
         }
         let Some(mut stretch) = self.stretch else {
-            if rise.is_some_and(|r| self.meets(&r, 1.0)) {
+            if rise.is_some_and(|r| self.meets(&r, scale)) {
                 self.stretch_stats.clear();
                 self.stretch = Some(Stretch {
                     start: frame.start,
@@ -802,6 +811,7 @@ impl RaisedVoiceDetector {
                     speech_frames: 0,
                     failing: 0,
                     reported: false,
+                    scale,
                 });
                 self.extend_stretch(&frame, out);
             } else {
@@ -809,7 +819,7 @@ impl RaisedVoiceDetector {
             }
             return;
         };
-        if rise.is_some_and(|r| self.meets(&r, HOLD_SCALE)) {
+        if rise.is_some_and(|r| self.meets(&r, HOLD_SCALE * stretch.scale)) {
             self.extend_stretch(&frame, out);
             return;
         }
@@ -840,9 +850,9 @@ impl RaisedVoiceDetector {
         s.end = frame.start + HOP as u64;
         if !s.reported && s.speech_frames * HOP_MS >= self.cfg.min_raised_ms {
             let own = self.stretch_stats.medians(MIN_VOICED_IN_WINDOW);
-            let base = self.warm_baseline();
+            let base = self.judging_baseline().map(|(b, _)| b);
             if let Some(rise) = own.zip(base).map(|(o, b)| o.over(&b))
-                && self.meets(&rise, 1.0)
+                && self.meets(&rise, s.scale)
             {
                 s.reported = true;
                 out.push(self.signal(&s, &rise));
@@ -917,6 +927,20 @@ impl RaisedVoiceDetector {
             return None;
         }
         self.baseline_medians
+    }
+
+    /// The baseline to judge against and the threshold scale: the warm one as configured,
+    /// else a provisional one (see [`PROVISIONAL_MS`]) with stricter thresholds.
+    fn judging_baseline(&self) -> Option<(Medians, f32)> {
+        if let Some(b) = self.warm_baseline() {
+            return Some((b, 1.0));
+        }
+        let heard = self.baseline_frames * u64::from(HOP_MS);
+        let provisional = u64::from(PROVISIONAL_MS.min(self.cfg.warmup_speech_ms));
+        (heard >= provisional)
+            .then_some(self.baseline_medians)
+            .flatten()
+            .map(|b| (b, PROVISIONAL_SCALE))
     }
 
     fn add_to_baseline(&mut self, f: &Frame) {
@@ -1435,6 +1459,37 @@ mod tests {
         assert_eq!(sigs.len(), 2, "{:?}", brief(&sigs));
         assert!((9_800..=10_500).contains(&sigs[0].start_ms));
         assert!((20_800..=21_500).contains(&sigs[1].start_ms));
+    }
+
+    #[test]
+    fn a_shout_after_one_sentence_is_judged_on_a_provisional_baseline() {
+        // One calm utterance (about 2 s of speech: short of the 3 s warm-up), then a clear
+        // shout: heard, with the stricter provisional thresholds.
+        let strong = louder(shouting(CALM), 6.0);
+        let sigs = run(&talk(&[(3.0, CALM), (6.0, strong)], -66.0));
+        assert_eq!(sigs.len(), 1, "{:?}", brief(&sigs));
+        assert!(sigs[0].start_ms >= 2_900, "{:?}", brief(&sigs));
+        assert!(
+            evidence(&sigs[0]).db_over_baseline > 12.0,
+            "{:?}",
+            brief(&sigs)
+        );
+        // A moderate raise that a warm baseline would flag (7 dB with its voice cues) waits
+        // for the warm-up; it is then this speaker's baseline, so nothing at all.
+        let moderate = Style {
+            dbfs: CALM.dbfs + 7.0,
+            f0: CALM.f0 * 2f32.powf(2.5 / 12.0),
+            slope: CALM.slope + 2.0,
+        };
+        let warm = run(&talk(&[(9.0, CALM), (6.0, moderate)], -66.0));
+        assert_eq!(
+            warm.len(),
+            1,
+            "a warm baseline flags it: {:?}",
+            brief(&warm)
+        );
+        let sigs = run(&talk(&[(3.0, CALM), (6.0, moderate)], -66.0));
+        assert!(sigs.is_empty(), "{:?}", brief(&sigs));
     }
 
     #[test]
