@@ -147,13 +147,103 @@ fn assert_eval_clean(args: &[&str]) {
     assert_eq!(r.code, Some(0), "eval failed:\n{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("recall 100%"), "{}", r.stdout);
     assert!(r.stdout.contains("false alerts 0"), "{}", r.stdout);
-    // 12 English and 8 Chinese scenario calls, half of them escalating.
-    assert!(r.stdout.contains("20 passed, 0 failed"), "{}", r.stdout);
+    // Every scenario call, and every escalating one, counted from the expectation files.
+    let (calls, alerts) = scenario_counts();
     assert!(
-        r.stdout.contains("(10/10 escalating calls caught)"),
+        r.stdout.contains(&format!("{calls} passed, 0 failed")),
         "{}",
         r.stdout
     );
+    assert!(
+        r.stdout
+            .contains(&format!("({alerts}/{alerts} escalating calls caught)")),
+        "{}",
+        r.stdout
+    );
+}
+
+/// Evaluation scenarios in tests/scenarios/audio, and how many of them escalate.
+fn scenario_counts() -> (usize, usize) {
+    let dir = fixture("refund-call.wav").parent().unwrap().to_owned();
+    let mut calls = 0;
+    let mut alerts = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".expect.toml") {
+            calls += 1;
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            alerts += usize::from(text.contains("alert = true"));
+        }
+    }
+    assert!(calls >= 10 && alerts > 0 && alerts < calls);
+    (calls, alerts)
+}
+
+/// The generalisation corpus (tests/corpus, written by scripts/make-corpus.py from its
+/// templates, audio by `make-fixtures.sh corpus`): its unseen test half on the known words,
+/// judged by its figures. The floor is what detection reaches there today (README,
+/// Detection): a change that loses recall or adds false alerts on calls nobody tuned for
+/// fails here. Through Whisper the whole corpus is `make eval`'s (too slow for this suite).
+#[test]
+fn eval_on_the_corpus_test_half_holds_its_figures() {
+    let status = std::process::Command::new(root().join("scripts/make-fixtures.sh"))
+        .arg("corpus")
+        .status()
+        .unwrap();
+    assert!(status.success(), "make-fixtures.sh corpus failed");
+    let r = run(&[
+        "eval",
+        "tests/corpus/audio",
+        "--text",
+        "--split",
+        "test",
+        "--min-recall",
+        "60",
+        "--max-false-per-50",
+        "8",
+    ]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("goal met"), "{}", r.stdout);
+    // Only the test half, and a table row per language and family.
+    let calls = std::fs::read_dir(root().join("tests/corpus/test"))
+        .unwrap()
+        .count();
+    assert!(
+        r.stdout.contains(&format!("{calls} scenario(s)")),
+        "{}",
+        r.stdout
+    );
+    for row in [
+        "en   calm",
+        "zh   calm",
+        "en   raised_voice",
+        "zh   threat_media",
+    ] {
+        assert!(r.stdout.contains(row), "{row}: {}", r.stdout);
+    }
+    // The same run with a lexicon that knows nothing misses the goal and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let lex = dir.path().join("empty.toml");
+    std::fs::write(&lex, "# nothing\n").unwrap();
+    let cfg = dir.path().join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        format!("[detect]\nlexicon = {:?}\n", lex.to_str().unwrap()),
+    )
+    .unwrap();
+    let r = run(&[
+        "eval",
+        "tests/corpus/audio",
+        "--text",
+        "--split",
+        "test",
+        "--min-recall",
+        "60",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    assert!(r.stderr.contains("goal not met: recall"), "{}", r.stderr);
 }
 
 #[test]

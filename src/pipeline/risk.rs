@@ -61,6 +61,10 @@ pub struct RiskConfig {
     /// Points added when a raised voice is over words with a grievance marker (still, again,
     /// 还没, 又), counted once like `combo_bonus`, the larger of the two applying.
     pub grievance_bonus: f32,
+    /// dB over the speaker's baseline a raised voice needs for `grievance_bonus`: a stretch
+    /// that barely passed the detector's test (a trailing rise at the end of a sentence) is
+    /// not enough to prompt anyone with a word like 还没.
+    pub grievance_voice_db: f32,
     /// No second transfer prompt for the same call within this time (ms), unless a new reason
     /// family appears.
     pub cooldown_ms: u64,
@@ -83,6 +87,7 @@ impl Default for RiskConfig {
             strong_voice_db: 10.0,
             strong_voice_weight: 65.0,
             grievance_bonus: 30.0,
+            grievance_voice_db: 8.0,
             cooldown_ms: 300_000,
             report_step: 5.0,
         }
@@ -181,8 +186,13 @@ impl RiskConfig {
                 "risk.strong_voice_weight and risk.grievance_bonus must be within 0..100".into(),
             );
         }
-        if !(3.0..=40.0).contains(&self.strong_voice_db) {
-            return Err("risk.strong_voice_db must be within 3..40".into());
+        if !(3.0..=40.0).contains(&self.strong_voice_db)
+            || !(0.0..=40.0).contains(&self.grievance_voice_db)
+        {
+            return Err(
+                "risk.strong_voice_db must be within 3..40 and risk.grievance_voice_db within 0..40"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -533,11 +543,13 @@ impl RiskEngine {
             }
         }
         // A raised voice over words with a grievance marker: the shout is about something.
-        for v in self
-            .signals
-            .iter()
-            .filter(|s| s.kind == SignalKind::RaisedVoice && overlaps(&self.grievances, s))
-        {
+        for v in self.signals.iter().filter(|s| {
+            s.kind == SignalKind::RaisedVoice
+                && s.raised
+                    .as_ref()
+                    .is_some_and(|r| r.db_over_baseline >= self.cfg.grievance_voice_db)
+                && overlaps(&self.grievances, s)
+        }) {
             combo = combo.max(self.cfg.grievance_bonus * self.decay(now, v.at_ms));
         }
         score += combo;
@@ -1133,16 +1145,16 @@ mod tests {
             "{out:?}"
         );
 
-        // A moderate raise (7 dB) alone stays at watch; over a grievance ("it still hasn't
-        // come!") it escalates.
-        for (grievance, alert) in [(false, false), (true, true)] {
+        // A raise of 9 dB alone stays at watch; over a grievance ("it still hasn't come!") it
+        // escalates. One that barely passed the detector (7 dB) does not, grievance or not.
+        for (db, grievance, alert) in [(9.0, false, false), (9.0, true, true), (7.0, true, false)] {
             let mut e = RiskEngine::new("c", &cfg());
-            e.update(RiskInput::Signal(loud(12_000, 7.0)), 12_000);
+            e.update(RiskInput::Signal(loud(12_000, db)), 12_000);
             let out = e.update(words(10_000, 12_500, false, grievance), 13_500);
             assert_eq!(
                 out.iter().any(|o| matches!(o, RiskOutput::Alert(_))),
                 alert,
-                "{grievance}: {out:?}"
+                "{db} {grievance}: {out:?}"
             );
             assert_eq!(
                 e.level(),
