@@ -142,6 +142,20 @@ fn text_output_shows_prompts_inline() {
     );
 }
 
+/// A config whose lexicon knows no words (in a temporary folder, kept while the guard lives).
+fn empty_lexicon_config() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let lex = dir.path().join("empty.toml");
+    std::fs::write(&lex, "# nothing\n").unwrap();
+    let cfg = dir.path().join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        format!("[detect]\nlexicon = {:?}\n", lex.to_str().unwrap()),
+    )
+    .unwrap();
+    (dir, cfg)
+}
+
 fn assert_eval_clean(args: &[&str]) {
     let r = run(args);
     assert_eq!(r.code, Some(0), "eval failed:\n{}\n{}", r.stdout, r.stderr);
@@ -222,15 +236,7 @@ fn eval_on_the_corpus_test_half_holds_its_figures() {
         assert!(r.stdout.contains(row), "{row}: {}", r.stdout);
     }
     // The same run with a lexicon that knows nothing misses the goal and says so.
-    let dir = tempfile::tempdir().unwrap();
-    let lex = dir.path().join("empty.toml");
-    std::fs::write(&lex, "# nothing\n").unwrap();
-    let cfg = dir.path().join("cfg.toml");
-    std::fs::write(
-        &cfg,
-        format!("[detect]\nlexicon = {:?}\n", lex.to_str().unwrap()),
-    )
-    .unwrap();
+    let (_dir, cfg) = empty_lexicon_config();
     let r = run(&[
         "eval",
         "tests/corpus/audio",
@@ -263,15 +269,7 @@ fn eval_through_whisper_catches_every_escalation_and_no_calm_call() {
 fn eval_reports_a_miss_and_fails() {
     // The same corpus with a lexicon that knows no words: the word-only escalations are missed,
     // and eval says so and exits 1.
-    let dir = tempfile::tempdir().unwrap();
-    let lex = dir.path().join("empty.toml");
-    std::fs::write(&lex, "# nothing\n").unwrap();
-    let cfg = dir.path().join("cfg.toml");
-    std::fs::write(
-        &cfg,
-        format!("[detect]\nlexicon = {:?}\n", lex.to_str().unwrap()),
-    )
-    .unwrap();
+    let (_dir, cfg) = empty_lexicon_config();
     let _ = fixture("refund-call.wav");
     let r = run(&[
         "eval",

@@ -784,15 +784,7 @@ mod tests {
     }
 
     fn utter(start: u64, end: u64, positive: bool) -> RiskInput {
-        RiskInput::Utterance(UtteranceFacts {
-            leg: Leg::Customer,
-            start_ms: start,
-            end_ms: end,
-            lang: "en".into(),
-            positive,
-            mentions_recording: false,
-            grievance: false,
-        })
+        words(start, end, positive, false)
     }
 
     /// Feeds (time, input) pairs and returns all alerts.
