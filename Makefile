@@ -23,11 +23,12 @@ release: deps
 model: release
 	./target/release/callguard model install $(MODEL)
 
-# Synthetic calls (espeak-ng + sox) from the scenario texts in tests/scenarios/ and the
-# evaluation corpus in tests/corpus/ (384 calls, two at a time: about 2 minutes the first time).
+# Synthetic calls (espeak-ng + sox) from the scenario texts in tests/scenarios/ and the test
+# half of the evaluation corpus in tests/corpus/ (220 calls, two at a time: about a minute the
+# first time). For tuning, `scripts/make-fixtures.sh corpus tune` builds the other half.
 fixtures: deps
 	@scripts/make-fixtures.sh
-	@scripts/make-fixtures.sh corpus
+	@scripts/make-fixtures.sh corpus test
 
 # Rewrites the corpus texts (tests/corpus/{tune,test}/) from tests/corpus/templates.toml: run
 # after editing the templates, and commit the result. Needs pypinyin (installed into

@@ -35,8 +35,10 @@
 #   pause TAB SECONDS             silence on both legs (dead air, a hold)
 #
 # Usage: make-fixtures.sh            tests/scenarios/*.txt into tests/scenarios/audio/
-#        make-fixtures.sh corpus     tests/corpus/{tune,test}/*.txt into tests/corpus/audio/{tune,test}/
-#                                    (scripts/make-corpus.py writes those texts), two at a time
+#        make-fixtures.sh corpus [tune|test]
+#                                    tests/corpus/{tune,test}/*.txt into tests/corpus/audio/{tune,test}/
+#                                    (scripts/make-corpus.py writes those texts), two at a time;
+#                                    both halves unless one is named
 #
 # For each scenario NAME it writes:
 #   NAME.wav          stereo, 8 kHz mu-law: customer left (channel 0), agent right (channel 1)
@@ -211,7 +213,10 @@ if [[ ${1:-} == --one ]]; then
   exit
 fi
 if [[ ${1:-} == corpus ]]; then
-  for split in tune test; do
+  splits=("${@:2}")
+  ((${#splits[@]})) || splits=(tune test)
+  for split in "${splits[@]}"; do
+    [[ $split == tune || $split == test ]] || { echo "make-fixtures: corpus splits are tune and test, not $split" >&2; exit 2; }
     ls tests/corpus/$split/*.txt >/dev/null 2>&1 || continue
     # Stale audio of calls no longer in the corpus goes.
     for w in tests/corpus/audio/$split/*.stamp; do

@@ -194,14 +194,14 @@ fn scenario_counts() -> (usize, usize) {
 }
 
 /// The generalisation corpus (tests/corpus, written by scripts/make-corpus.py from its
-/// templates, audio by `make-fixtures.sh corpus`): its unseen test half on the known words,
+/// templates, audio by `make-fixtures.sh corpus test`): its unseen test half on the known words,
 /// judged by its figures. The floor is what detection reaches there today (README,
 /// Detection): a change that loses recall or adds false alerts on calls nobody tuned for
 /// fails here. Through Whisper the whole corpus is `make eval`'s (too slow for this suite).
 #[test]
 fn eval_on_the_corpus_test_half_holds_its_figures() {
     let status = std::process::Command::new(root().join("scripts/make-fixtures.sh"))
-        .arg("corpus")
+        .args(["corpus", "test"])
         .status()
         .unwrap();
     assert!(status.success(), "make-fixtures.sh corpus failed");
