@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::domain::event::{Event, SignalEvent, Transcript};
 use crate::domain::leg::Leg;
 use crate::domain::signal::{Signal, SignalKind};
-use crate::pipeline::detect::lexicon::{Lexicon, LexiconDetector};
+use crate::pipeline::detect::lexicon::{Cues, Lexicon, LexiconDetector};
 use crate::pipeline::detect::repetition::{RepetitionConfig, RepetitionDetector};
 use crate::pipeline::risk::{RiskConfig, RiskEngine, RiskInput, RiskOutput, UtteranceFacts};
 
@@ -57,23 +57,27 @@ impl CallAssessor {
     pub fn on_transcript(&mut self, t: &Transcript, now_ms: u64) -> Vec<Event> {
         let mut out = Vec::new();
         let customer_side = matches!(t.leg, Leg::Customer | Leg::Mixed);
+        // One scan of the words for everything but the alert reasons.
+        let cues = if customer_side {
+            self.lexicon.cues(t.leg, &t.text)
+        } else {
+            Cues::default()
+        };
         let facts = UtteranceFacts {
             leg: t.leg,
             start_ms: t.start_ms,
             end_ms: t.end_ms,
             lang: t.lang.clone(),
-            positive: customer_side && self.lexicon.is_positive(&t.text),
-            mentions_recording: customer_side && self.lexicon.mentions_recording(&t.text),
-            grievance: customer_side && self.lexicon.is_grievance(t.leg, &t.text),
+            positive: cues.positive,
+            mentions_recording: cues.recording,
+            grievance: cues.grievance,
         };
         self.push_risk(RiskInput::Utterance(facts), now_ms, &mut out);
 
         let mut signals = self.words.update(t, now_ms);
         if customer_side {
-            let bearing = signals.iter().any(|s| s.kind == SignalKind::Complaint)
-                || self.lexicon.is_grievance(t.leg, &t.text);
-            let restated = self.lexicon.mentions_repeat(t.leg, &t.text);
-            signals.extend(self.repetition.update(t, bearing, restated, now_ms));
+            let bearing = cues.grievance || signals.iter().any(|s| s.kind == SignalKind::Complaint);
+            signals.extend(self.repetition.update(t, bearing, cues.repeat, now_ms));
         }
         if signals.is_empty() {
             return out;

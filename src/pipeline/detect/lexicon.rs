@@ -345,42 +345,57 @@ impl Lexicon {
         out
     }
 
+    /// What one utterance says beyond its alert reasons, from a single scan on `leg` (see
+    /// [`Cues`]). The customer and mixed legs give the same as the one-question methods
+    /// below; on the agent leg `grievance` and `repeat` are always false.
+    pub fn cues(&self, leg: Leg, text: &str) -> Cues {
+        let found = self.scan(leg, text);
+        let live = || found.iter().filter(|m| !m.negated);
+        let grievance = live().any(|m| is_grievance_category(m.category));
+        Cues {
+            positive: !grievance && live().any(|m| m.category == LexCategory::Positive),
+            grievance: leg != Leg::Agent && grievance,
+            recording: live().any(|m| m.category == LexCategory::Recording),
+            repeat: leg != Leg::Agent && live().any(|m| m.category == LexCategory::Repeat),
+        }
+    }
+
     /// Gratitude or satisfaction, and nothing of complaint, threat or grievance: the risk
     /// engine's cue that a loud utterance is a happy one.
     pub fn is_positive(&self, text: &str) -> bool {
-        let found = self.scan(Leg::Mixed, text);
-        let live = || found.iter().filter(|m| !m.negated);
-        live().any(|m| m.category == LexCategory::Positive)
-            && !live().any(|m| is_grievance_category(m.category))
+        self.cues(Leg::Mixed, text).positive
     }
 
     /// Whether the utterance carries a grievance: a customer-side category (complaint,
     /// threats, churn, escalation) or a grievance marker, not negated. The agent's own words
     /// never do (a grievance is the customer's), so the agent leg always gives false.
     pub fn is_grievance(&self, leg: Leg, text: &str) -> bool {
-        leg != Leg::Agent
-            && self
-                .scan(leg, text)
-                .iter()
-                .any(|m| !m.negated && is_grievance_category(m.category))
+        self.cues(leg, text).grievance
     }
 
     /// The customer says this was raised before ("the third time I'm calling", 又是这样),
     /// not negated. The agent's words never do.
     pub fn mentions_repeat(&self, leg: Leg, text: &str) -> bool {
-        leg != Leg::Agent
-            && self
-                .scan(leg, text)
-                .iter()
-                .any(|m| !m.negated && m.category == LexCategory::Repeat)
+        self.cues(leg, text).repeat
     }
 
     /// The speaker says they are recording or filming the call (not negated).
     pub fn mentions_recording(&self, text: &str) -> bool {
-        self.scan(Leg::Mixed, text)
-            .iter()
-            .any(|m| !m.negated && m.category == LexCategory::Recording)
+        self.cues(Leg::Mixed, text).recording
     }
+}
+
+/// What an utterance says besides its alert reasons (none negated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cues {
+    /// Gratitude or satisfaction, and no grievance.
+    pub positive: bool,
+    /// A customer-side category or a grievance marker (customer and mixed legs only).
+    pub grievance: bool,
+    /// The speaker says they are recording or filming the call.
+    pub recording: bool,
+    /// The customer says this was raised before (customer and mixed legs only).
+    pub repeat: bool,
 }
 
 fn is_grievance_category(c: LexCategory) -> bool {
@@ -457,11 +472,6 @@ impl LexiconDetector {
                 s
             })
             .collect()
-    }
-
-    /// See [`Lexicon::mentions_repeat`].
-    pub fn mentions_repeat(&self, leg: Leg, text: &str) -> bool {
-        self.lexicon.mentions_repeat(leg, text)
     }
 
     /// See [`Lexicon::is_positive`].
@@ -1022,10 +1032,22 @@ fn en_match(steps: &[EnStep], tokens: &[Token], i: usize, clause: usize) -> Opti
             // Whisper splits a word it half-hears in two ("ombuds man", "off com"): a
             // long term word may be two tokens of the clause that read as it together.
             let next = tokens.get(i + 1).filter(|t| t.clause == clause)?;
+            let joined_len = token.text.len() + next.text.len();
+            // Most tries fail here, so the joined word is built only for a plausible one:
+            // same first letter, about the same length.
+            let plausible = |w: &&Word| {
+                !w.stem
+                    && w.text.len() >= MIN_SPLIT_WORD
+                    && w.text.first() == token.text.first()
+                    && w.text.len().abs_diff(joined_len) <= 2
+            };
+            if !alternatives.iter().any(|w| plausible(&w)) {
+                return None;
+            }
             let joined: Vec<char> = token.text.iter().chain(&next.text).copied().collect();
             alternatives
                 .iter()
-                .filter(|w| !w.stem && w.text.len() >= MIN_SPLIT_WORD)
+                .filter(plausible)
                 .find(|w| w.text == joined || same_sound_en(&w.text, &joined))?;
             let (end, _) = en_match(rest, tokens, i + 2, clause)?;
             Some((end, true))
@@ -1260,10 +1282,15 @@ fn zh_run_matches(
 /// near-sounds (an/ang: 报关 and 曝光) stay apart.
 fn same_sound(have: char, want: char) -> bool {
     use pinyin::{ToPinyin, ToPinyinMulti};
-    fn flat(p: &str) -> String {
+    /// A syllable as (initial z/c/s or nothing, the rest), so zhu and zu compare equal
+    /// without building a string: this runs for every character of every transcript.
+    fn flat(p: &str) -> (&str, &str) {
         match p.get(..2) {
-            Some("zh" | "ch" | "sh") => format!("{}{}", &p[..1], &p[2..]),
-            _ => p.to_owned(),
+            Some("zh" | "ch" | "sh") => (&p[..1], &p[2..]),
+            _ => match p.get(..1) {
+                Some("z" | "c" | "s") => (&p[..1], &p[1..]),
+                _ => ("", p),
+            },
         }
     }
     if have == want {
@@ -1611,6 +1638,38 @@ mod tests {
         assert_kind(&l, SignalKind::Complaint, &["I am not happy", "我很不满意"]);
         // ...but a negator before the whole term still cancels it.
         assert_not_kind(&l, SignalKind::Complaint, &["it's not that I'm not happy"]);
+    }
+
+    #[test]
+    fn one_scan_gives_every_cue() {
+        let l = lex();
+        for text in [
+            "thank you so much, that's brilliant",
+            "This is the third time I'm calling and it still hasn't arrived",
+            "I'm recording this call",
+            "我又打过来了，还是没到",
+            "谢谢，没问题",
+            "I'm not complaining",
+        ] {
+            for leg in [Leg::Customer, Leg::Mixed] {
+                let c = l.cues(leg, text);
+                assert_eq!(c.positive, l.is_positive(text), "{text}");
+                assert_eq!(c.recording, l.mentions_recording(text), "{text}");
+                assert_eq!(c.grievance, l.is_grievance(leg, text), "{text}");
+                assert_eq!(c.repeat, l.mentions_repeat(leg, text), "{text}");
+            }
+            let agent = l.cues(Leg::Agent, text);
+            assert!(!agent.grievance && !agent.repeat, "{text}");
+        }
+        let c = l.cues(
+            Leg::Customer,
+            "This is the third time I'm calling and it still hasn't arrived",
+        );
+        assert!(c.grievance && c.repeat && !c.positive);
+        assert!(
+            l.cues(Leg::Customer, "thank you so much, that's brilliant")
+                .positive
+        );
     }
 
     #[test]

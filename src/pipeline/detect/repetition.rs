@@ -230,11 +230,10 @@ impl RepetitionDetector {
             return Vec::new();
         }
         self.forget_before(now_ms);
-        let by_topic = self.by_topic(t, complaint_bearing, now_ms);
-        let keys: BTreeSet<String> = merge(&content_clauses(&t.text))
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let clauses = content_clauses(&t.text);
+        let tokens = merge(&clauses);
+        let keys: BTreeSet<String> = tokens.iter().map(|(k, _)| k.clone()).collect();
+        let by_topic = self.by_topic(t, &clauses, tokens, &keys, complaint_bearing, now_ms);
         let said = Said {
             quote: quote_of(t),
             keys,
@@ -278,10 +277,17 @@ impl RepetitionDetector {
     }
 
     /// The topic rule: the utterance joins the grievance it shares most words with.
-    fn by_topic(&mut self, t: &Transcript, complaint_bearing: bool, now_ms: u64) -> Vec<Signal> {
-        let clauses = content_clauses(&t.text);
-        let tokens = merge(&clauses);
-        let keys: BTreeSet<String> = tokens.iter().map(|(k, _)| k.clone()).collect();
+    /// `clauses` are the utterance's content tokens by clause, `tokens` and `keys` the
+    /// whole utterance's (see [`content_clauses`] and [`merge`]).
+    fn by_topic(
+        &mut self,
+        t: &Transcript,
+        clauses: &[Vec<(String, String)>],
+        tokens: Vec<(String, String)>,
+        keys: &BTreeSet<String>,
+        complaint_bearing: bool,
+        now_ms: u64,
+    ) -> Vec<Signal> {
         let min_tokens = self.config.min_content_tokens as usize;
         if keys.len() < min_tokens {
             return Vec::new();
@@ -319,7 +325,7 @@ impl RepetitionDetector {
         let member = Member {
             quote: quote_of(t),
             tokens,
-            keys,
+            keys: keys.clone(),
         };
         let index = match best {
             Some((i, _)) => i,
