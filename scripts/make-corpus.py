@@ -35,7 +35,7 @@ EN_VOICES = ["en-us+m3", "en-us+f2", "en-gb+m1", "en-gb+f3", "en-us+m7", "en-gb-
              "en-us+f5", "en-gb+m4"]
 ZH_VOICES = ["cmn-latn-pinyin+m3", "cmn-latn-pinyin+f2", "cmn-latn-pinyin+m1",
              "cmn-latn-pinyin+f4", "cmn-latn-pinyin"]
-TURN = re.compile(r"^(customer|agent)([\^!~]*):\s*(.+)$")
+TURN = re.compile(r"^(customer|agent)([\^!~>]*):\s*(.+)$")
 PAUSE = re.compile(r"^pause:\s*(\d+(?:\.\d+)?)$")
 SLOT = re.compile(r"\{([a-z_0-9]+)\}")
 ZH_PUNCT = {"，": ",", "、": ",", "；": ",", "：": ",", "。": ".", "！": "!", "？": "?",

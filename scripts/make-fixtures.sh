@@ -29,7 +29,8 @@
 #   <leg><flags> TAB <text> [TAB <pinyin>]
 #     leg: customer | agent; flags: ^ raised (louder, higher, faster), ^^ strongly raised (a
 #     shout, about 15 dB over calm speech), ! the justifying turn (an alert must come after it
-#     starts), ~ starts while the other leg's previous turn is still speaking (talk-over);
+#     starts), ~ starts while the other leg's previous turn is still speaking (talk-over),
+#     > spoken fast (1.6 times the leg's speed: a customer speeding up, an agent rushing);
 #     pinyin with tone numbers makes the turn Mandarin, spoken by espeak-ng's cmn-latn-pinyin
 #     voice, which reads it far better than characters.
 #   pause TAB SECONDS             silence on both legs (dead air, a hold)
@@ -43,7 +44,8 @@
 # For each scenario NAME it writes:
 #   NAME.wav          stereo, 8 kHz mu-law: customer left (channel 0), agent right (channel 1)
 #                     unless `order: agent-left`
-#   NAME.turns.tsv    leg, start ms, end ms, text of every turn as placed in the recording
+#   NAME.turns.tsv    leg, start ms, end ms, text of every turn as placed in the recording (the
+#                     end is where its words end, without the voice's trailing silence)
 #   NAME.expect.toml  for evaluation scenarios: what `callguard eval` checks
 # plus variants of refund-call for other input paths:
 #   refund-call-mono16k.wav      mono 16-bit PCM at 16 kHz (one "mixed" leg)
@@ -93,7 +95,7 @@ build_scenario() {
   read -r -a pitches <<< "$(directive pitch "$file")"
   local agc; agc=$(directive agc "$file")
   # Each leg is a list of pieces (silence, speech) placed end to end; leg_end is where it is.
-  local cust=() agent=() cust_end=0 agent_end=0 prev_start=0 prev_end=0 prev_leg=""
+  local cust=() agent=() cust_end=0 agent_end=0 prev_start=0 prev_words_end=0 prev_leg=""
   : > "$tmp/turns.tsv"
   while IFS=$'\t' read -r legflags text spoken; do
     [[ -z $legflags || $legflags == \#* ]] && continue
@@ -105,6 +107,7 @@ build_scenario() {
     local leg=${legflags%%[!a-z]*} flags=${legflags#"${legflags%%[!a-z]*}"}
     local i=0; [[ $leg == agent ]] && i=1
     local base pitch=${pitches[$i]:-50} speed=${speeds[$i]:-155}
+    [[ $flags == *'>'* ]] && speed=$((speed * 16 / 10))
     if [[ -n ${spoken:-} ]]; then base=${voices[$i]:-cmn-latn-pinyin}; lang=zh
     elif [[ $leg == customer ]]; then base=${voices[0]:-en-us+m3}
     else base=${voices[1]:-en-us+f2}; fi
@@ -127,10 +130,14 @@ build_scenario() {
       sox "$tmp/speech$n.wav" "$tmp/agc$n.wav" norm -6 && mv "$tmp/agc$n.wav" "$tmp/speech$n.wav"
     fi
     local speech; speech=$(soxi -D "$tmp/speech$n.wav")
+    # espeak-ng ends every file with about 0.3 s of silence: the turn's words end earlier.
+    local voiced
+    voiced=$(sox "$tmp/speech$n.wav" -n reverse silence 1 0.005 -45d reverse stat 2>&1 | awk '/^Length/ { print $3 }')
+    voiced=${voiced:-$speech}
     local start=$t
     if [[ $flags == *~* && -n $prev_leg && $prev_leg != "$leg" ]]; then
-      # Talk-over: in before the other leg's turn ends, by up to 1.2 s (at most half of it).
-      start=$(awk -v s="$prev_start" -v e="$prev_end" 'BEGIN { o = (e - s) / 2; if (o > 1.2) o = 1.2; print e - o }')
+      # Talk-over: in before the other leg's words end, by up to 1.2 s (at most half of them).
+      start=$(awk -v s="$prev_start" -v e="$prev_words_end" 'BEGIN { o = (e - s) / 2; if (o > 1.2) o = 1.2; print e - o }')
     fi
     local leg_end=$cust_end; [[ $leg == agent ]] && leg_end=$agent_end
     # A leg never overlaps itself.
@@ -138,11 +145,12 @@ build_scenario() {
     local lead; lead=$(calc "$start - $leg_end")
     sox -n -r $RATE -c 1 -b 16 "$tmp/lead$n.wav" trim 0 "$lead"
     local end; end=$(calc "$start + $speech")
-    printf '%s\t%s\t%s\t%s\n' "$leg" "$(ms "$start")" "$(ms "$end")" "$text" >> "$tmp/turns.tsv"
-    if [[ $flags == *!* && -z $justify_start ]]; then justify_start=$(ms "$start"); justify_end=$(ms "$end"); fi
+    local words_end; words_end=$(calc "$start + $voiced")
+    printf '%s\t%s\t%s\t%s\n' "$leg" "$(ms "$start")" "$(ms "$words_end")" "$text" >> "$tmp/turns.tsv"
+    if [[ $flags == *!* && -z $justify_start ]]; then justify_start=$(ms "$start"); justify_end=$(ms "$words_end"); fi
     if [[ $leg == customer ]]; then cust+=("$tmp/lead$n.wav" "$tmp/speech$n.wav"); cust_end=$end
     else agent+=("$tmp/lead$n.wav" "$tmp/speech$n.wav"); agent_end=$end; fi
-    prev_start=$start; prev_end=$end; prev_leg=$leg
+    prev_start=$start; prev_words_end=$words_end; prev_leg=$leg
     t=$(awk -v a="$t" -v e="$end" -v g="$gap" 'BEGIN { m = (e > a) ? e : a; print m + g }')
   done < "$file"
   # Both legs run to the end of the call (the last turn and its gap).

@@ -12,7 +12,7 @@
 //! | domain   | `domain`               | the shared vocabulary: legs and the one audio chunk, call info and source events, signals, alerts and their lifecycle, the `Event` enum, roles, the clock |
 //! | pipeline | `pipeline::audio`      | WAV and G.711 decoding, resampling to 16 kHz, frame DSP, legs of a recording |
 //! | pipeline | `pipeline::segment`    | voice activity -> utterances, per leg |
-//! | pipeline | `pipeline::detect`     | pure detectors: raised voice, lexicon, repeated complaints |
+//! | pipeline | `pipeline::detect`     | pure detectors: raised voice, lexicon, repeated complaints, turn-taking, speaking rate |
 //! | pipeline | `pipeline::risk`       | the pure per-call risk engine and transfer-prompt rules |
 //! | pipeline | `pipeline::assess`     | one call's text-side detectors and risk engine, wired together |
 //! | pipeline | `pipeline::redact`     | pure PII redaction of events |

@@ -235,6 +235,20 @@ fn eval_on_the_corpus_test_half_holds_its_figures() {
     ] {
         assert!(r.stdout.contains(row), "{row}: {}", r.stdout);
     }
+    // Talk-over and dead air, heard from the audio, against the turns as placed in the
+    // recordings: (found, expected, extra).
+    let (found, expected, extra) = timing_hits(&r.stdout, "interruptions: ");
+    assert!(
+        expected >= 40 && found * 10 >= expected * 9 && extra * 20 <= expected,
+        "{}",
+        r.stdout
+    );
+    let (found, expected, extra) = timing_hits(&r.stdout, "dead air: ");
+    assert!(
+        expected >= 20 && found == expected && extra == 0,
+        "{}",
+        r.stdout
+    );
     // The same run with a lexicon that knows nothing misses the goal and says so.
     let (_dir, cfg) = empty_lexicon_config();
     let r = run(&[
@@ -250,6 +264,81 @@ fn eval_on_the_corpus_test_half_holds_its_figures() {
     ]);
     assert_eq!(r.code, Some(1), "{}", r.stdout);
     assert!(r.stderr.contains("goal not met: recall"), "{}", r.stderr);
+}
+
+/// `eval`'s closing "WHAT: F of E found (P%), X extra" figures: (found, expected, extra).
+fn timing_hits(stdout: &str, what: &str) -> (usize, usize, usize) {
+    // The totals come last, after the per-call notes that use the same words.
+    let at = stdout
+        .rfind(what)
+        .unwrap_or_else(|| panic!("no {what:?} in {stdout}"));
+    let figures = &stdout[at + what.len()..];
+    let figures = &figures[..figures.find("extra").unwrap_or(figures.len())];
+    let n: Vec<usize> = figures
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(n.len(), 4, "{figures:?}");
+    (n[0], n[1], n[3])
+}
+
+/// The turn-taking and pace signals of a recorded call, offline: the customer's two
+/// talk-overs, the 12 s silent hold and the customer's speed-up, each where the recording has
+/// them; the agent's matters (dead air here) are QA flags; none of it prompts a transfer.
+#[test]
+fn talk_over_dead_air_and_speed_are_found_where_the_recording_has_them() {
+    let _ = model();
+    let ev = events("en-talkover-hold", "en");
+    let turns = turns("en-talkover-hold");
+    let turn = |starts: &str| {
+        turns
+            .iter()
+            .find(|t| t.3.starts_with(starts))
+            .unwrap_or_else(|| panic!("no turn {starts:?}"))
+            .clone()
+    };
+    let signals = of_type(&ev, "signal");
+    let of_kind =
+        |k: &str| -> Vec<&Value> { signals.iter().copied().filter(|s| s["kind"] == k).collect() };
+    let near = |v: &Value, ms: u64| v.as_u64().unwrap().abs_diff(ms) <= 1500;
+
+    let cuts = of_kind("interruption");
+    let talk_overs = [turn("Sorry, I have"), turn("But then I will")];
+    assert_eq!(cuts.len(), talk_overs.len(), "{cuts:#?}");
+    for (s, t) in cuts.iter().zip(&talk_overs) {
+        assert_eq!(s["leg"], "customer");
+        assert_eq!(s["timing"]["over"], "agent");
+        assert!(near(&s["start_ms"], t.1), "{s} vs the turn at {} ms", t.1);
+        assert!(s["timing"]["overlap_ms"].as_u64().unwrap() >= 800, "{s}");
+    }
+    assert_eq!(cuts[1]["timing"]["per_minute"], 2, "{cuts:#?}");
+
+    let air = of_kind("dead_air");
+    let hold = turn("Understood. Let me test");
+    assert_eq!(air.len(), 1, "{air:#?}");
+    assert!(
+        near(&air[0]["start_ms"], hold.2),
+        "{} vs {} ms",
+        air[0],
+        hold.2
+    );
+    assert!(air[0]["timing"]["silence_ms"].as_u64().unwrap() >= 10_000);
+    let flags = of_type(&ev, "qa_flag");
+    assert!(
+        flags
+            .iter()
+            .any(|f| f["kind"] == "dead_air" && f["hint"].as_str().unwrap().contains("silence")),
+        "{flags:#?}"
+    );
+
+    let fast = turn("Okay so I write");
+    let rate = of_kind("speaking_rate");
+    assert!(
+        rate.iter()
+            .any(|s| s["leg"] == "customer" && near(&s["start_ms"], fast.1)),
+        "{rate:#?}"
+    );
+    assert!(of_type(&ev, "alert").is_empty(), "{ev:#?}");
 }
 
 #[test]

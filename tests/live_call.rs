@@ -228,3 +228,63 @@ async fn words_after_a_gap_in_the_audio_keep_the_recordings_times() {
         turns[3].1 + gap_ms
     );
 }
+
+/// The turn-taking signals come out of the streaming path as they do offline: the customer's
+/// two talk-overs and the 12 s silent hold, found while the call is streamed in phone frames
+/// (the dead air while the line is still silent), with the hold a QA flag and no prompt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talk_over_and_dead_air_are_found_live() {
+    let audio = read_wav(&fixture("en-talkover-hold.wav")).unwrap();
+    let turns = turns("en-talkover-hold.turns.tsv");
+    let (_, events) = stream_call("live-turns", &audio, None).await;
+    let signals: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Signal(s) => Some(&s.signal),
+            _ => None,
+        })
+        .collect();
+    // The talk-overs are the turns that start before the other leg's turn has ended.
+    let talk_overs: Vec<u64> = turns
+        .windows(2)
+        .filter(|w| w[0].0 != w[1].0 && w[1].1 < w[0].2)
+        .map(|w| w[1].1)
+        .collect();
+    let cuts: Vec<_> = signals
+        .iter()
+        .filter(|s| s.kind == SignalKind::Interruption)
+        .collect();
+    assert_eq!(cuts.len(), 2, "{cuts:#?}");
+    for (s, at) in cuts.iter().zip(&talk_overs) {
+        assert_eq!(s.leg, Leg::Customer);
+        assert!(s.start_ms.abs_diff(*at) <= 1500, "{s:?} vs {at} ms");
+        // Known within a couple of seconds of the talk-over, not at the end of the call.
+        assert!(s.at_ms <= at + 3000, "{s:?}");
+    }
+    // The hold: the longest silence between turns.
+    let (hold_from, hold_to) = turns
+        .windows(2)
+        .map(|w| (w[0].2, w[1].1))
+        .max_by_key(|&(a, b)| b.saturating_sub(a))
+        .unwrap();
+    let air: Vec<_> = signals
+        .iter()
+        .filter(|s| s.kind == SignalKind::DeadAir)
+        .collect();
+    assert_eq!(air.len(), 1, "{air:#?}");
+    assert!(
+        air[0].start_ms.abs_diff(hold_from) <= 1500,
+        "{air:?} vs {hold_from} ms"
+    );
+    assert!(air[0].at_ms < hold_to, "reported after the hold: {air:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::QaFlag(f) if f.kind == SignalKind::DeadAir)),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Alert(_))),
+        "{events:?}"
+    );
+}

@@ -587,7 +587,7 @@ mod tests {
     use crate::pipeline::audio::wav::DecodedAudio;
     use crate::pipeline::audio::wav::{SampleFormat, read_wav};
     use crate::pipeline::detect::lexicon::Lexicon;
-    use crate::pipeline::offline::detect_call;
+    use crate::pipeline::offline::{CallInputs, detect_call};
     use crate::sinks::egress::{RecordedCall, StoredCall, store_recorded_call};
     use crate::sinks::store::Outcome;
     use std::sync::Arc;
@@ -640,11 +640,15 @@ mod tests {
         };
         let monitor = CallAssessor::new(
             "file-call",
-            &cfg.detect.repetition,
-            &cfg.risk,
+            cfg.pipeline().assessor(),
             Arc::new(Lexicon::builtin()),
+            &[Leg::Customer, Leg::Agent],
         );
-        let events = detect_call(monitor, vec![t, agent], Vec::new(), 4000);
+        let inputs = CallInputs {
+            transcripts: vec![t, agent],
+            ..CallInputs::default()
+        };
+        let events = detect_call(monitor, inputs, 4000);
         (audio, events)
     }
 

@@ -41,6 +41,7 @@ use crate::pipeline::asr::worker::{Model, WorkerSettings};
 use crate::pipeline::audio::wav::read_wav;
 use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::detect::lexicon::Lexicon;
+use crate::pipeline::detect::turns::TurnConfig;
 use crate::pipeline::offline::{AnalyzeContext, AnalyzeError, Words, analyze_audio};
 
 #[derive(Debug, thiserror::Error)]
@@ -349,6 +350,120 @@ pub struct CaseResult {
     /// per-family table.
     pub family: String,
     pub lang: &'static str,
+    /// The turn-taking and pace signals against the call's turns, when they are known.
+    pub timing: Option<TimingCounts>,
+}
+
+/// How many of the expected signals of one kind were found, and how many were extra.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hits {
+    pub expected: usize,
+    pub found: usize,
+    pub matched: usize,
+}
+
+impl Hits {
+    fn add(&mut self, o: Hits) {
+        self.expected += o.expected;
+        self.found += o.found;
+        self.matched += o.matched;
+    }
+}
+
+/// The timing signals of a call: interruptions and dead air against what its turns (as placed
+/// in the recording) show by the detector's own rules, and the speaking-rate signals per leg.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimingCounts {
+    pub interruptions: Hits,
+    pub dead_air: Hits,
+    pub rate_customer: usize,
+    pub rate_agent: usize,
+}
+
+/// How far (ms) a found interruption or dead air may start from the expected one: the turns'
+/// times are those of whole speech files, with the voice's own lead-in and tail.
+const TIMING_TOLERANCE_MS: u64 = 1500;
+
+/// What the turns of a call show: interruptions as (leg that cut in, start) and the starts of
+/// dead air, by the rules of `detect::turns` applied to the exact turn times.
+pub fn timing_truth(turns: &[Transcript], cfg: &TurnConfig) -> (Vec<(Leg, u64)>, Vec<u64>) {
+    let mut cuts = Vec::new();
+    for b in turns {
+        let to = b.start_ms + cfg.interruption_overlap_ms;
+        let over = turns.iter().any(|a| {
+            a.leg != b.leg
+                && a.start_ms + cfg.interruption_lead_ms <= b.start_ms
+                && a.end_ms >= to
+                && b.end_ms >= to
+        });
+        if over {
+            cuts.push((b.leg, b.start_ms));
+        }
+    }
+    let mut spans: Vec<(u64, u64)> = turns.iter().map(|t| (t.start_ms, t.end_ms)).collect();
+    spans.sort_unstable();
+    let mut silences = Vec::new();
+    let mut last_end: Option<u64> = None;
+    for (start, end) in spans {
+        if let Some(e) = last_end
+            && cfg.dead_air_ms > 0
+            && start >= e + cfg.dead_air_ms
+        {
+            silences.push(e);
+        }
+        last_end = Some(last_end.map_or(end, |e| e.max(end)));
+    }
+    (cuts, silences)
+}
+
+/// Pairs found starts with expected ones, each at most once, within the tolerance.
+fn match_starts<T: PartialEq + Copy>(expected: &[(T, u64)], found: &[(T, u64)]) -> Hits {
+    let mut used = vec![false; found.len()];
+    let mut matched = 0;
+    for &(key, at) in expected {
+        if let Some(i) = (0..found.len()).find(|&i| {
+            !used[i] && found[i].0 == key && found[i].1.abs_diff(at) <= TIMING_TOLERANCE_MS
+        }) {
+            used[i] = true;
+            matched += 1;
+        }
+    }
+    Hits {
+        expected: expected.len(),
+        found: found.len(),
+        matched,
+    }
+}
+
+/// Scores a call's timing signals against its turns.
+pub fn judge_timing(turns: &[Transcript], cfg: &TurnConfig, events: &[Event]) -> TimingCounts {
+    let (cuts, silences) = timing_truth(turns, cfg);
+    let signals: Vec<&crate::domain::signal::Signal> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Signal(s) => Some(&s.signal),
+            _ => None,
+        })
+        .collect();
+    let of = |kind: SignalKind| -> Vec<(Leg, u64)> {
+        signals
+            .iter()
+            .filter(|s| s.kind == kind)
+            .map(|s| (s.leg, s.start_ms))
+            .collect()
+    };
+    let silences: Vec<((), u64)> = silences.into_iter().map(|at| ((), at)).collect();
+    let found_air: Vec<((), u64)> = of(SignalKind::DeadAir)
+        .into_iter()
+        .map(|(_, at)| ((), at))
+        .collect();
+    let rate = of(SignalKind::SpeakingRate);
+    TimingCounts {
+        interruptions: match_starts(&cuts, &of(SignalKind::Interruption)),
+        dead_air: match_starts(&silences, &found_air),
+        rate_customer: rate.iter().filter(|(l, _)| *l == Leg::Customer).count(),
+        rate_agent: rate.iter().filter(|(l, _)| *l == Leg::Agent).count(),
+    }
 }
 
 /// Compares a call's events with its expectation.
@@ -423,6 +538,7 @@ pub fn judge(name: &str, expect: &Expectation, text_mode: bool, events: &[Event]
         },
         family: expect.family.clone(),
         lang: lang_of(name, expect),
+        timing: None,
     }
 }
 
@@ -511,11 +627,13 @@ pub fn run_case(case: &Case, opts: &EvalOptions<'_>, pool: Option<&AsrPool>) -> 
     match analyse_case(case, opts, pool) {
         Ok(events) => {
             let mut r = judge(&case.name, &case.expect, opts.text_mode, &events);
-            if !opts.text_mode
-                && let Some(path) = &case.expect.transcript
+            if let Some(path) = &case.expect.transcript
                 && let Ok(turns) = read_turns(path, &case.name, "")
             {
-                r.words = Some(leg_word_errors(&turns, &events));
+                if !opts.text_mode {
+                    r.words = Some(leg_word_errors(&turns, &events));
+                }
+                r.timing = Some(judge_timing(&turns, &opts.cfg.detect.turns, &events));
             }
             r
         }
@@ -532,6 +650,7 @@ pub fn run_case(case: &Case, opts: &EvalOptions<'_>, pool: Option<&AsrPool>) -> 
             terms: Vec::new(),
             family: case.expect.family.clone(),
             lang: lang_of(&case.name, &case.expect),
+            timing: None,
         },
     }
 }
@@ -601,6 +720,8 @@ pub struct Totals {
     /// and Chinese (characters) apart.
     pub words_en: (usize, usize),
     pub words_zh: (usize, usize),
+    /// The timing signals over the calls whose turns are known.
+    pub timing: TimingCounts,
 }
 
 impl Totals {
@@ -642,6 +763,16 @@ impl Totals {
             passed: results.iter().filter(|r| r.verdict.ok()).count(),
             words_en: word_sum(results, false),
             words_zh: word_sum(results, true),
+            timing: results.iter().filter_map(|r| r.timing).fold(
+                TimingCounts::default(),
+                |mut a, t| {
+                    a.interruptions.add(t.interruptions);
+                    a.dead_air.add(t.dead_air);
+                    a.rate_customer += t.rate_customer;
+                    a.rate_agent += t.rate_agent;
+                    a
+                },
+            ),
         }
     }
 
@@ -759,6 +890,18 @@ pub fn format_result(r: &CaseResult) -> String {
         let m: Vec<&str> = r.missing.iter().map(|k| k.as_str()).collect();
         note = format!("{note}  (missing: {})", m.join(", "));
     }
+    if let Some(t) = &r.timing {
+        for (what, h) in [("interruptions", t.interruptions), ("dead air", t.dead_air)] {
+            if h.matched < h.expected || h.found > h.matched {
+                note = format!(
+                    "{note}  ({what}: {} of {} found, {} extra)",
+                    h.matched,
+                    h.expected,
+                    h.found - h.matched
+                );
+            }
+        }
+    }
     if let Some(e) = &r.error {
         note = e.clone();
     }
@@ -821,6 +964,27 @@ pub fn format_totals(t: &Totals) -> String {
     } else {
         format!("{tta}\nword error rate: {}", wer.join(", "))
     };
+    let tm = &t.timing;
+    let hits = |h: &Hits| {
+        format!(
+            "{} of {} found ({:.0}%), {} extra",
+            h.matched,
+            h.expected,
+            if h.expected == 0 {
+                100.0
+            } else {
+                h.matched as f64 * 100.0 / h.expected as f64
+            },
+            h.found - h.matched
+        )
+    };
+    let tta = format!(
+        "{tta}\ninterruptions: {}; dead air: {}; speaking_rate signals: customer {}, agent {}",
+        hits(&tm.interruptions),
+        hits(&tm.dead_air),
+        tm.rate_customer,
+        tm.rate_agent
+    );
     format!(
         "recall {:.0}% ({}/{} escalating calls caught), precision {:.0}%, \
          false alerts {} (on {} call(s); {:.1} per 50 calm calls), {} calm call(s){}\n{tta}\n\

@@ -31,10 +31,19 @@ pub enum SignalKind {
     EscalationRequest,
     /// The agent's forbidden phrases: 这不可能, 你自己看说明, "that's impossible".
     AgentConduct,
+    /// One party talking over the other mid-utterance (抢话): the leg is the one who cut in.
+    /// The agent cutting in is a QA flag; a customer doing it again and again adds to risk.
+    Interruption,
+    /// Both legs silent for a long stretch while the call is up (静音): a QA flag and a live
+    /// hint to the agent.
+    DeadAir,
+    /// Speaking rate (语速): a customer speaking well faster than at the start of the call (an
+    /// anger cue that adds to a raised voice), or an agent speaking too fast (a QA flag).
+    SpeakingRate,
 }
 
 impl SignalKind {
-    pub const ALL: [SignalKind; 10] = [
+    pub const ALL: [SignalKind; 13] = [
         SignalKind::RaisedVoice,
         SignalKind::RepeatedComplaint,
         SignalKind::Complaint,
@@ -45,6 +54,9 @@ impl SignalKind {
         SignalKind::Churn,
         SignalKind::EscalationRequest,
         SignalKind::AgentConduct,
+        SignalKind::Interruption,
+        SignalKind::DeadAir,
+        SignalKind::SpeakingRate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +71,9 @@ impl SignalKind {
             SignalKind::Churn => "churn",
             SignalKind::EscalationRequest => "escalation_request",
             SignalKind::AgentConduct => "agent_conduct",
+            SignalKind::Interruption => "interruption",
+            SignalKind::DeadAir => "dead_air",
+            SignalKind::SpeakingRate => "speaking_rate",
         }
     }
 
@@ -69,6 +84,18 @@ impl SignalKind {
     /// Lexicon categories that are about the customer (the rest of the lexicon is the agent's).
     pub fn is_customer_side(self) -> bool {
         !matches!(self, SignalKind::AgentConduct)
+    }
+
+    /// Kinds found in the words (the lexicon and the repetition detector), as opposed to the
+    /// voice and the timing of the call.
+    pub fn is_words(self) -> bool {
+        !matches!(
+            self,
+            SignalKind::RaisedVoice
+                | SignalKind::Interruption
+                | SignalKind::DeadAir
+                | SignalKind::SpeakingRate
+        )
     }
 }
 
@@ -105,6 +132,31 @@ pub struct RaisedVoiceEvidence {
     pub cues: Vec<String>,
 }
 
+/// The timing behind `interruption`, `dead_air` and `speaking_rate`; each kind fills its own
+/// fields.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TimingEvidence {
+    /// interruption: the leg that was talked over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over: Option<Leg>,
+    /// interruption: ms both spoke at once, as far as known when reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap_ms: Option<u64>,
+    /// interruption: this leg's interruptions in the minute up to this one, itself included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u32>,
+    /// dead_air: ms of silence on every leg when reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence_ms: Option<u64>,
+    /// speaking_rate: syllables per second of the utterance (Chinese characters, English
+    /// syllables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syllables_per_s: Option<f32>,
+    /// speaking_rate: the speaker's own rate at the start of the call, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_per_s: Option<f32>,
+}
+
 /// One detector finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signal {
@@ -131,6 +183,9 @@ pub struct Signal {
     /// For `repeated_complaint`: how many times the grievance has come up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
+    /// Timing evidence for `interruption`, `dead_air` and `speaking_rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<TimingEvidence>,
 }
 
 impl Signal {
@@ -147,6 +202,7 @@ impl Signal {
             quotes: Vec::new(),
             raised: None,
             count: None,
+            timing: None,
         }
     }
 }

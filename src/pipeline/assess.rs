@@ -1,6 +1,7 @@
-//! One call's detection and risk, wired together: transcripts go through the lexicon and the
-//! repetition detector, raised-voice signals come in from the audio side, and everything feeds
-//! the risk engine. Pure like its parts (`update`-style methods with call time, no I/O, no
+//! One call's detection and risk, wired together: transcripts go through the lexicon, the
+//! repetition and the speaking-rate detectors, raised-voice signals come in from the audio
+//! side, each leg's speech starting and stopping goes through the turn-taking detector
+//! (interruptions, dead air), and everything feeds the risk engine. Pure like its parts (`update`-style methods with call time, no I/O, no
 //! clock), so the offline `analyze` and the live daemon drive the same code, and tests can
 //! drive it with text alone.
 //!
@@ -12,9 +13,22 @@ use std::sync::Arc;
 use crate::domain::event::{Event, SignalEvent, Transcript};
 use crate::domain::leg::Leg;
 use crate::domain::signal::{Signal, SignalKind};
+use crate::pipeline::detect::DetectConfig;
 use crate::pipeline::detect::lexicon::{Cues, Lexicon, LexiconDetector};
-use crate::pipeline::detect::repetition::{RepetitionConfig, RepetitionDetector};
+use crate::pipeline::detect::rate::RateDetector;
+use crate::pipeline::detect::repetition::RepetitionDetector;
+use crate::pipeline::detect::turns::{TurnDetector, TurnInput};
 use crate::pipeline::risk::{RiskConfig, RiskEngine, RiskInput, RiskOutput, UtteranceFacts};
+
+/// The settings a call's assessor is made from.
+#[derive(Clone, Copy)]
+pub struct AssessorSetup<'a> {
+    pub detect: &'a DetectConfig,
+    pub risk: &'a RiskConfig,
+    /// How long the segmenter keeps an utterance open after its last speech (its hangover):
+    /// an open utterance is only known to hold speech up to that long ago.
+    pub hold_ms: u64,
+}
 
 /// Text-side detectors and the risk engine of one call.
 pub struct CallAssessor {
@@ -22,22 +36,27 @@ pub struct CallAssessor {
     lexicon: Arc<Lexicon>,
     words: LexiconDetector,
     repetition: RepetitionDetector,
+    rate: RateDetector,
+    turns: TurnDetector,
     risk: RiskEngine,
 }
 
 impl CallAssessor {
+    /// The detectors and risk engine of a call with these legs.
     pub fn new(
         call_id: &str,
-        repetition: &RepetitionConfig,
-        risk: &RiskConfig,
+        setup: AssessorSetup<'_>,
         lexicon: Arc<Lexicon>,
+        legs: &[Leg],
     ) -> Self {
         Self {
             call_id: call_id.to_owned(),
             words: LexiconDetector::new(Arc::clone(&lexicon)),
             lexicon,
-            repetition: RepetitionDetector::new(repetition),
-            risk: RiskEngine::new(call_id, risk),
+            repetition: RepetitionDetector::new(&setup.detect.repetition),
+            rate: RateDetector::new(&setup.detect.speaking_rate),
+            turns: TurnDetector::new(&setup.detect.turns, legs, setup.hold_ms),
+            risk: RiskEngine::new(call_id, setup.risk),
         }
     }
 
@@ -75,6 +94,7 @@ impl CallAssessor {
         self.push_risk(RiskInput::Utterance(facts), now_ms, &mut out);
 
         let mut signals = self.words.update(t, now_ms);
+        signals.extend(self.rate.update(t, now_ms));
         if customer_side {
             let bearing = cues.grievance || signals.iter().any(|s| s.kind == SignalKind::Complaint);
             signals.extend(self.repetition.update(t, bearing, cues.repeat, now_ms));
@@ -100,9 +120,19 @@ impl CallAssessor {
         out
     }
 
-    /// Time passing with nothing new: lets the risk level fall as signals age.
-    pub fn tick(&mut self, now_ms: u64) -> Vec<Event> {
+    /// A leg's speech starting or stopping (the segmenter's view), known at `now_ms`.
+    pub fn on_activity(&mut self, input: TurnInput, now_ms: u64) -> Vec<Event> {
         let mut out = Vec::new();
+        for s in self.turns.update(input, now_ms) {
+            self.on_signal_into(s, now_ms, &mut out);
+        }
+        out
+    }
+
+    /// Time passing with nothing new: lets the risk level fall as signals age, and silence
+    /// become dead air.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Event> {
+        let mut out = self.on_activity(TurnInput::Tick, now_ms);
         self.push_risk(RiskInput::Tick, now_ms, &mut out);
         out
     }
@@ -149,11 +179,17 @@ mod tests {
     }
 
     fn run(turns: &[(Leg, &str)], lang: &str) -> Vec<Event> {
+        let (detect, risk) = (DetectConfig::default(), RiskConfig::default());
+        let setup = AssessorSetup {
+            detect: &detect,
+            risk: &risk,
+            hold_ms: 600,
+        };
         let mut m = CallAssessor::new(
             "c",
-            &RepetitionConfig::default(),
-            &RiskConfig::default(),
+            setup,
             Arc::new(Lexicon::builtin()),
+            &[Leg::Customer, Leg::Agent],
         );
         let mut events = Vec::new();
         let mut t = 0;

@@ -1,7 +1,8 @@
 //! One live call as an async task: source events in (from any `ingest` source), pipeline
 //! events out, as the audio arrives. Per leg: streaming resampling to 16 kHz, the raised-voice
 //! detector (never waits for Whisper), and the segmenter, whose utterances go to the shared
-//! Whisper workers; transcripts and signals feed the call's `CallAssessor`.
+//! Whisper workers and whose speech starting and stopping goes to the turn-taking detector;
+//! transcripts and signals feed the call's `CallAssessor`.
 //!
 //! Call time is the audio position: an event's `at_ms` is how much call audio had arrived when
 //! it was known, so a transfer prompt says how long after the words it came. Each chunk's
@@ -39,6 +40,7 @@ use crate::pipeline::audio::resample::{ResampleError, StreamResampler, output_le
 use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::detect::energy::RaisedVoiceDetector;
 use crate::pipeline::detect::lexicon::Lexicon;
+use crate::pipeline::detect::turns::TurnInput;
 use crate::pipeline::segment::{Segmenter, Utterance};
 
 /// What every live call shares.
@@ -94,6 +96,11 @@ struct LegState {
     /// Leg position of the last partial asked for, and whether one is in flight.
     last_partial: u64,
     partial_in_flight: bool,
+    /// First sample of the open utterance, as last told to the turn-taking detector.
+    open_start: Option<u64>,
+    /// Whether the leg's last closed utterance was cut at the maximum length (the next one
+    /// goes straight on from it).
+    last_cut: bool,
 }
 
 /// What a finished Whisper job was for.
@@ -236,10 +243,12 @@ async fn call_task(
     }
     let mut monitor = CallAssessor::new(
         &call_id,
-        &ctx.cfg.detect.repetition,
-        &ctx.cfg.risk,
+        ctx.cfg.assessor(),
         Arc::clone(&ctx.lexicon),
+        &info.legs,
     );
+    let preroll_ms = ctx.cfg.segment.preroll_ms;
+    let mut next_tick = 1000;
     let mut jobs = Jobs {
         set: JoinSet::new(),
         pool: Arc::clone(&ctx.pool),
@@ -271,6 +280,7 @@ async fn call_task(
                         continue;
                     };
                     let found = state.push(leg, &chunk);
+                    let activity = state.activity(leg, &found.utterances, preroll_ms);
                     for u in found.utterances {
                         utterances += 1;
                         failed += jobs.final_utterance(state, u);
@@ -279,6 +289,14 @@ async fn call_task(
                     let at = now(&legs);
                     for signal in found.signals {
                         out.send_all(monitor.on_signal(signal, at)).await?;
+                    }
+                    for input in activity {
+                        out.send_all(monitor.on_activity(input, at)).await?;
+                    }
+                    // Once a second of call audio: risk decays, silence becomes dead air.
+                    if at >= next_tick {
+                        out.send_all(monitor.tick(at)).await?;
+                        next_tick = at + 1000;
                     }
                     jobs.risk.set(monitor.level());
                 }
@@ -303,8 +321,12 @@ async fn call_task(
         found.utterances.extend(state.segmenter.finish());
         found.signals.extend(state.energy.finish());
         let at = samples_to_ms(state.position, PIPELINE_RATE);
+        let activity = state.activity(leg, &found.utterances, preroll_ms);
         for signal in found.signals {
             out.send_all(monitor.on_signal(signal, at)).await?;
+        }
+        for input in activity {
+            out.send_all(monitor.on_activity(input, at)).await?;
         }
         for u in found.utterances {
             utterances += 1;
@@ -377,7 +399,40 @@ impl LegState {
             utterance_seq: 0,
             last_partial: 0,
             partial_in_flight: false,
+            open_start: None,
+            last_cut: false,
         })
+    }
+
+    /// What the turn-taking detector learns from a push: the utterances it closed, then an
+    /// utterance newly open.
+    fn activity(&mut self, leg: Leg, closed: &[Utterance], preroll_ms: u32) -> Vec<TurnInput> {
+        let mut out = Vec::new();
+        for u in closed {
+            let (start_ms, end_ms) = u.speech_ms(preroll_ms, self.last_cut);
+            self.last_cut = u.cut;
+            out.push(TurnInput::Closed {
+                leg,
+                start_ms,
+                end_ms,
+            });
+        }
+        let open = self.segmenter.open_utterance().map(|(start, _)| start);
+        if open != self.open_start {
+            if let Some(start) = open {
+                let preroll = if self.last_cut {
+                    0
+                } else {
+                    u64::from(preroll_ms)
+                };
+                out.push(TurnInput::Opened {
+                    leg,
+                    start_ms: samples_to_ms(start, PIPELINE_RATE) + preroll,
+                });
+            }
+            self.open_start = open;
+        }
+        out
     }
 
     /// Takes one chunk of the source's audio for this leg: resampled, heard by the voice

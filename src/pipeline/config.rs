@@ -3,6 +3,7 @@
 //! daemon's and the CLI's `config::Config` reads the whole file and hands the pipeline this.
 
 use crate::pipeline::asr::AsrConfig;
+use crate::pipeline::assess::AssessorSetup;
 use crate::pipeline::audio::AudioConfig;
 use crate::pipeline::detect::DetectConfig;
 use crate::pipeline::redact::RedactConfig;
@@ -18,4 +19,15 @@ pub struct PipelineConfig {
     pub detect: DetectConfig,
     pub risk: RiskConfig,
     pub redact: RedactConfig,
+}
+
+impl PipelineConfig {
+    /// What a call's detectors and risk engine are made from.
+    pub fn assessor(&self) -> AssessorSetup<'_> {
+        AssessorSetup {
+            detect: &self.detect,
+            risk: &self.risk,
+            hold_ms: u64::from(self.segment.hangover_ms),
+        }
+    }
 }

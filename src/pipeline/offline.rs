@@ -1,7 +1,9 @@
 //! The offline pipeline: one recorded call in, its events out, in call-time order.
 //!
 //! decode WAV -> split into legs -> resample each to 16 kHz -> segment -> transcribe on the
-//! worker pool -> transcript events. Legs run side by side on their own threads; within a leg,
+//! worker pool -> transcript events; the raised-voice detector hears each leg, and the
+//! segmenter's speech stretches are replayed to the turn-taking detector as a live call would
+//! have known them. Legs run side by side on their own threads; within a leg,
 //! utterances go to Whisper one at a time until the leg's language is settled, then all at
 //! once so that idle workers are used. The live call (`call`) runs the same stages as audio
 //! arrives; printing the events is the CLI's (`cli::format`).
@@ -22,7 +24,8 @@ use crate::pipeline::audio::wav::{DecodedAudio, WavError, read_wav};
 use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::detect::energy::{EnergyConfig, RaisedVoiceDetector};
 use crate::pipeline::detect::lexicon::Lexicon;
-use crate::pipeline::segment::{Utterance, segment_all};
+use crate::pipeline::detect::turns::{TurnInput, turn_inputs};
+use crate::pipeline::segment::{Utterance, segment_all, speech_spans};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
@@ -155,15 +158,16 @@ pub fn analyze_audio(
                         let pcm = resample_to(&samples, rate, PIPELINE_RATE)?;
                         drop(samples);
                         let raised = raised_voice(leg, &cfg.detect.raised_voice, &pcm);
+                        // Segmented with or without Whisper: turn-taking needs the speech.
+                        let utterances = segment_all(leg, &cfg.segment, &pcm);
+                        tracing::debug!(count = utterances.len(), "segmented");
+                        let spans = speech_spans(&utterances, &cfg.segment);
                         let mut result = match pool {
-                            Some(pool) => {
-                                let utterances = segment_all(leg, &cfg.segment, &pcm);
-                                tracing::debug!(count = utterances.len(), "segmented");
-                                transcribe_leg(pool, leg, utterances, language)?
-                            }
+                            Some(pool) => transcribe_leg(pool, leg, utterances, language)?,
                             None => LegResult::empty(leg),
                         };
                         result.raised = raised;
+                        result.spans = spans;
                         Ok(result)
                     });
                 (leg, handle)
@@ -183,8 +187,12 @@ pub fn analyze_audio(
     let mut utterances = 0;
     let mut dropped = 0;
     let mut languages = Vec::new();
+    let mut spans = Vec::new();
+    let mut legs = Vec::new();
     for r in results {
         let r = r?;
+        legs.push(r.leg);
+        spans.extend(r.spans.iter().copied());
         utterances += r.utterances;
         dropped += r.outputs.iter().map(|o| o.dropped).sum::<usize>();
         if pool.is_some() {
@@ -209,8 +217,21 @@ pub fn analyze_audio(
     if let Words::Given(given) = words {
         transcripts = given;
     }
-    let monitor = CallAssessor::new(call_id, &cfg.detect.repetition, &cfg.risk, lexicon);
-    let events = detect_call(monitor, transcripts, raised, summary.duration_ms);
+    let monitor = CallAssessor::new(call_id, cfg.assessor(), lexicon, &legs);
+    let activity = turn_inputs(
+        &spans,
+        u64::from(cfg.segment.min_speech_ms),
+        u64::from(cfg.segment.hangover_ms),
+    );
+    let events = detect_call(
+        monitor,
+        CallInputs {
+            transcripts,
+            raised,
+            activity,
+        },
+        summary.duration_ms,
+    );
     Ok(Analysis {
         call_id: call_id.to_owned(),
         events,
@@ -240,30 +261,41 @@ fn raised_voice(leg: Leg, cfg: &EnergyConfig, pcm: &[f32]) -> Vec<Signal> {
     signals
 }
 
-/// Replays a call's transcripts and raised-voice signals in call-time order through the
-/// monitor, with a tick every second so decay is seen, and returns every event in order.
-pub fn detect_call(
-    mut monitor: CallAssessor,
-    mut transcripts: Vec<Transcript>,
-    mut raised: Vec<Signal>,
-    duration_ms: u64,
-) -> Vec<Event> {
+/// What a recorded call gives the detectors, each item at the call time it is known.
+#[derive(Debug, Default)]
+pub struct CallInputs {
+    pub transcripts: Vec<Transcript>,
+    /// Raised-voice signals, from the audio.
+    pub raised: Vec<Signal>,
+    /// Each leg's speech starting and stopping (see `turns::turn_inputs`).
+    pub activity: Vec<(u64, TurnInput)>,
+}
+
+/// Replays a call's transcripts, raised-voice signals and speech activity in call-time order
+/// through the monitor, with a tick every second so decay and silence are seen, and returns
+/// every event in order.
+pub fn detect_call(mut monitor: CallAssessor, inputs: CallInputs, duration_ms: u64) -> Vec<Event> {
+    let CallInputs {
+        mut transcripts,
+        mut raised,
+        mut activity,
+    } = inputs;
     transcripts.sort_by_key(|t| (t.at_ms, t.leg, t.start_ms));
     raised.sort_by_key(|s| s.at_ms);
+    activity.sort_by_key(|&(at, _)| at);
     let end = duration_ms
         .max(transcripts.last().map_or(0, |t| t.at_ms))
         .max(raised.last().map_or(0, |s| s.at_ms));
     let mut events = Vec::new();
     let mut ts = transcripts.into_iter().peekable();
     let mut rs = raised.into_iter().peekable();
+    let mut acts = activity.into_iter().filter(|&(at, _)| at <= end).peekable();
     let mut next_tick = 1000;
     loop {
         let t_at = ts.peek().map(|t| t.at_ms);
         let r_at = rs.peek().map(|s| s.at_ms);
-        let next_input = match (t_at, r_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let a_at = acts.peek().map(|&(at, _)| at);
+        let next_input = [t_at, r_at, a_at].into_iter().flatten().min();
         // Ticks due by the next input (or up to the end of the call) come first.
         if next_tick <= end && next_input.is_none_or(|at| next_tick <= at) {
             events.extend(monitor.tick(next_tick));
@@ -271,9 +303,13 @@ pub fn detect_call(
             continue;
         }
         let Some(at) = next_input else { break };
-        // A signal from the audio goes before words at the same moment: the voice is heard
-        // before Whisper has finished.
-        if r_at == Some(at) {
+        // The audio's findings go before words at the same moment: the voice and the turns
+        // are known before Whisper has finished.
+        if a_at == Some(at) {
+            if let Some((_, input)) = acts.next() {
+                events.extend(monitor.on_activity(input, at));
+            }
+        } else if r_at == Some(at) {
             if let Some(s) = rs.next() {
                 events.extend(monitor.on_signal(s, at));
             }
@@ -293,6 +329,8 @@ struct LegResult {
     outputs: Vec<AsrOutput>,
     language: String,
     raised: Vec<Signal>,
+    /// The leg's speech stretches, (leg, start ms, end ms).
+    spans: Vec<(Leg, u64, u64)>,
 }
 
 impl LegResult {
@@ -303,6 +341,7 @@ impl LegResult {
             outputs: Vec::new(),
             language: String::new(),
             raised: Vec::new(),
+            spans: Vec::new(),
         }
     }
 }
@@ -365,5 +404,6 @@ fn transcribe_leg(
         outputs,
         language: lang_name,
         raised: Vec::new(),
+        spans: Vec::new(),
     })
 }

@@ -46,7 +46,8 @@ pub struct RiskConfig {
     /// A level is left only when the score falls this many points under its threshold, so a
     /// score hovering at a threshold does not flap.
     pub hysteresis: f32,
-    /// A raised voice and complaint-family words this close (ms) reinforce each other.
+    /// A raised voice and complaint-family words (or a speed-up) this close (ms) reinforce
+    /// each other.
     pub combo_window_ms: u64,
     /// Points added for that combination.
     pub combo_bonus: f32,
@@ -107,6 +108,13 @@ pub struct Weights {
     pub threat_regulator: f32,
     pub churn: f32,
     pub escalation_request: f32,
+    /// Per time the customer talks over the agent (the agent doing it is a QA flag only).
+    pub interruption: f32,
+    /// Per dead-air stretch (always a QA flag as well; 0 = a QA matter only).
+    pub dead_air: f32,
+    /// Per time the customer speeds up well past their own pace (the agent speaking too fast
+    /// is a QA flag only).
+    pub speaking_rate: f32,
 }
 
 impl Default for Weights {
@@ -121,6 +129,9 @@ impl Default for Weights {
             threat_regulator: 70.0,
             churn: 60.0,
             escalation_request: 60.0,
+            interruption: 10.0,
+            dead_air: 0.0,
+            speaking_rate: 15.0,
         }
     }
 }
@@ -137,6 +148,9 @@ impl Weights {
             SignalKind::ThreatRegulator => self.threat_regulator,
             SignalKind::Churn => self.churn,
             SignalKind::EscalationRequest => self.escalation_request,
+            SignalKind::Interruption => self.interruption,
+            SignalKind::DeadAir => self.dead_air,
+            SignalKind::SpeakingRate => self.speaking_rate,
             SignalKind::AgentConduct => 0.0,
         }
     }
@@ -155,6 +169,9 @@ impl RiskConfig {
             ("threat_regulator", w.threat_regulator),
             ("churn", w.churn),
             ("escalation_request", w.escalation_request),
+            ("interruption", w.interruption),
+            ("dead_air", w.dead_air),
+            ("speaking_rate", w.speaking_rate),
         ] {
             if !(0.0..=100.0).contains(&v) {
                 return Err(format!("risk.weights.{name} = {v} is outside 0..100"));
@@ -221,7 +238,10 @@ enum Family {
 
 fn family(kind: SignalKind) -> Option<Family> {
     Some(match kind {
-        SignalKind::RaisedVoice => Family::Voice,
+        // How the customer sounds: loud, fast, talking over the agent.
+        SignalKind::RaisedVoice | SignalKind::Interruption | SignalKind::SpeakingRate => {
+            Family::Voice
+        }
         SignalKind::Complaint | SignalKind::RepeatedComplaint => Family::Complaint,
         SignalKind::ThreatMedia
         | SignalKind::ThreatSocial
@@ -229,8 +249,31 @@ fn family(kind: SignalKind) -> Option<Family> {
         | SignalKind::ThreatRegulator => Family::Threat(kind),
         SignalKind::Churn => Family::Churn,
         SignalKind::EscalationRequest => Family::Escalation,
-        SignalKind::AgentConduct => return None,
+        SignalKind::AgentConduct | SignalKind::DeadAir => return None,
     })
+}
+
+/// Whether a signal is a matter for QA (a flag with a coaching hint) rather than, or as well
+/// as, the customer's risk: the agent's wording, the agent raising their voice, talking over
+/// the customer or speaking too fast, and dead air. The risk is the customer's: an agent who
+/// gets loud is for coaching, not a reason to take the call over.
+fn is_qa_matter(s: &Signal) -> bool {
+    match s.kind {
+        SignalKind::AgentConduct | SignalKind::DeadAir => true,
+        SignalKind::Interruption | SignalKind::SpeakingRate | SignalKind::RaisedVoice => {
+            s.leg == Leg::Agent
+        }
+        _ => false,
+    }
+}
+
+/// Whether a signal weighs on the customer's risk (dead air only with a weight of its own).
+fn counts_for_risk(s: &Signal) -> bool {
+    match s.kind {
+        SignalKind::AgentConduct => false,
+        SignalKind::DeadAir => true,
+        _ => !is_qa_matter(s),
+    }
 }
 
 /// What the upstream stages know about a finished utterance, beyond its signals.
@@ -400,24 +443,26 @@ impl RiskEngine {
         out
     }
 
-    /// Takes in one signal; `agent_conduct` becomes a QA flag instead. True when the signal
-    /// counts towards the risk.
+    /// Takes in one signal; QA matters (the agent's wording, talk-over and pace, dead air)
+    /// become QA flags. True when the signal counts towards the risk.
     fn ingest(&mut self, s: Signal, now: u64, out: &mut Vec<RiskOutput>) -> bool {
         match self.seen.iter_mut().find(|(k, _)| *k == s.kind) {
             Some((_, n)) => *n += 1,
             None => self.seen.push((s.kind, 1)),
         }
-        if s.kind == SignalKind::AgentConduct {
+        if is_qa_matter(&s) {
             self.qa_flags += 1;
             out.push(RiskOutput::QaFlag(QaFlag {
                 call_id: self.call_id.clone(),
                 at_ms: now,
                 kind: s.kind,
                 leg: s.leg,
-                hint: coaching_hint(self.lang(), &s.terms),
-                terms: s.terms,
-                quotes: s.quotes,
+                hint: qa_hint(self.lang(), &s),
+                terms: s.terms.clone(),
+                quotes: s.quotes.clone(),
             }));
+        }
+        if !counts_for_risk(&s) || self.cfg.weights.of(s.kind) <= 0.0 {
             return false;
         }
         self.signals.push(s);
@@ -489,10 +534,9 @@ impl RiskEngine {
 
     /// Whether complaint-family words were said near a raised-voice signal.
     fn has_words_near(&self, s: &Signal) -> bool {
-        self.signals.iter().any(|o| {
-            o.kind != SignalKind::RaisedVoice
-                && o.at_ms.abs_diff(s.at_ms) <= self.cfg.combo_window_ms
-        })
+        self.signals
+            .iter()
+            .any(|o| o.kind.is_words() && o.at_ms.abs_diff(s.at_ms) <= self.cfg.combo_window_ms)
     }
 
     fn evaluate(&self, now: u64) -> (f32, Vec<Reason>) {
@@ -524,18 +568,19 @@ impl RiskEngine {
             }
         }
         let mut score: f32 = reasons.iter().map(|r| r.points).sum();
-        // The combination of a raised voice and complaint-family words, counted once, decayed
-        // from the later of the two.
+        // The combination of a raised voice and complaint-family words (or speeding up),
+        // counted once, decayed from the later of the two.
         let mut combo: f32 = 0.0;
         for v in self
             .signals
             .iter()
             .filter(|s| s.kind == SignalKind::RaisedVoice)
         {
+            // Words, or a speed-up: an angry customer speaks faster as well as louder.
             for w in self
                 .signals
                 .iter()
-                .filter(|s| s.kind != SignalKind::RaisedVoice)
+                .filter(|s| s.kind.is_words() || s.kind == SignalKind::SpeakingRate)
             {
                 if v.at_ms.abs_diff(w.at_ms) <= self.cfg.combo_window_ms {
                     combo = combo.max(self.cfg.combo_bonus * self.decay(now, v.at_ms.max(w.at_ms)));
@@ -603,7 +648,8 @@ impl RiskEngine {
     }
 
     /// The playbook's kinds: instigating when threats come with recording or pile up;
-    /// emotion-led when the raised voice carries most of the risk; else problem-led.
+    /// emotion-led when the voice (loud, fast, talking over) carries most of the risk; else
+    /// problem-led.
     fn customer_type(&self, reasons: &[Reason]) -> CustomerType {
         let threats = reasons
             .iter()
@@ -615,7 +661,7 @@ impl RiskEngine {
         let total: f32 = reasons.iter().map(|r| r.points).sum();
         let voice: f32 = reasons
             .iter()
-            .filter(|r| r.kind == SignalKind::RaisedVoice)
+            .filter(|r| family(r.kind) == Some(Family::Voice))
             .map(|r| r.points)
             .sum();
         if total > 0.0 && voice / total >= 0.4 {
@@ -736,8 +782,53 @@ pub fn suggestion(kind: CustomerType, lang: &str) -> Suggestion {
     }
 }
 
+/// The coaching hint of a QA flag, in the call's language, from the playbook.
+pub fn qa_hint(lang: &str, s: &Signal) -> String {
+    let zh = is_zh(lang);
+    let timing = s.timing.clone().unwrap_or_default();
+    match s.kind {
+        SignalKind::DeadAir => {
+            let secs = timing.silence_ms.unwrap_or(0) / 1000;
+            if zh {
+                format!(
+                    "通话已静音 {secs} 秒：请告诉客户您在做什么、还需要多久（“我正在为您查询，大约还需要一分钟”），需要等待时先征得同意。"
+                )
+            } else {
+                format!(
+                    "{secs} s of silence on the line: tell the customer what you are doing and how long it will take (\"I'm checking that for you now, about one more minute\"), and ask before putting them on hold."
+                )
+            }
+        }
+        SignalKind::Interruption => {
+            if zh {
+                "请不要打断客户：先让客户把话说完，再复述确认他的诉求。".to_owned()
+            } else {
+                "Let the customer finish before you speak: interrupting an upset customer makes it worse. Then restate what they asked for.".to_owned()
+            }
+        }
+        SignalKind::RaisedVoice => {
+            if zh {
+                "您的音量升高了：请保持平和的语气，放慢语速，先承接客户的情绪。".to_owned()
+            } else {
+                "Your voice is rising: keep it calm and low, slow down, and acknowledge the customer's feeling first.".to_owned()
+            }
+        }
+        SignalKind::SpeakingRate => {
+            let rate = timing.syllables_per_s.unwrap_or(0.0);
+            if zh {
+                format!("语速偏快（每秒约 {rate:.1} 字）：请放慢语速，给客户反应的时间。")
+            } else {
+                format!(
+                    "You are speaking fast (about {rate:.1} syllables a second): slow down and leave the customer room to respond."
+                )
+            }
+        }
+        _ => coaching_hint(lang, &s.terms),
+    }
+}
+
 /// A coaching hint for the agent after a forbidden phrase (the playbook's 用语禁忌).
-pub fn coaching_hint(lang: &str, terms: &[String]) -> String {
+fn coaching_hint(lang: &str, terms: &[String]) -> String {
     let quoted = terms.join(", ");
     if is_zh(lang) {
         format!(
@@ -932,6 +1023,65 @@ mod tests {
         assert!(out2.iter().all(|o| matches!(o, RiskOutput::QaFlag(_))));
         assert_eq!(e.level(), Level::Calm);
         assert_eq!(e.finish(10_000).qa_flags, 2);
+    }
+
+    #[test]
+    fn the_agents_voice_talk_over_and_pace_and_dead_air_are_qa_flags_not_risk() {
+        let mut e = RiskEngine::new("c", &cfg());
+        let mut t = 5000;
+        for kind in [
+            SignalKind::RaisedVoice,
+            SignalKind::Interruption,
+            SignalKind::SpeakingRate,
+            SignalKind::DeadAir,
+        ] {
+            let mut s = sig(kind, t);
+            s.leg = Leg::Agent;
+            s.timing = Some(crate::domain::signal::TimingEvidence {
+                silence_ms: Some(12_000),
+                syllables_per_s: Some(6.5),
+                ..Default::default()
+            });
+            let out = e.update(RiskInput::Signal(s), t);
+            assert!(
+                matches!(&out[..], [RiskOutput::QaFlag(f)] if f.kind == kind && !f.hint.is_empty()),
+                "{kind}: {out:?}"
+            );
+            t += 1000;
+        }
+        assert_eq!(e.score(), 0.0);
+        let summary = e.finish(t);
+        assert_eq!(summary.qa_flags, 4);
+        assert_eq!(
+            summary.reasons.len(),
+            4,
+            "every kind is counted for the summary"
+        );
+    }
+
+    #[test]
+    fn a_customer_talking_over_again_and_again_and_speeding_up_adds_to_a_raised_voice() {
+        // Four talk-overs in a minute: watched, not prompted.
+        let mut e = RiskEngine::new("c", &cfg());
+        for at in [10_000, 25_000, 40_000, 55_000] {
+            e.update(RiskInput::Signal(sig(SignalKind::Interruption, at)), at);
+        }
+        assert_eq!(e.level(), Level::Watch, "{}", e.score());
+        // A raised voice alone watches; speeding up with it (15 + the combo 10) prompts.
+        let alerts = alerts_for(vec![
+            (
+                30_000,
+                RiskInput::Signal(sig(SignalKind::RaisedVoice, 30_000)),
+            ),
+            (
+                30_000,
+                RiskInput::Signal(sig(SignalKind::SpeakingRate, 30_000)),
+            ),
+        ]);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let kinds: Vec<_> = alerts[0].reasons.iter().map(|r| r.kind).collect();
+        assert!(kinds.contains(&SignalKind::SpeakingRate), "{kinds:?}");
+        assert_eq!(alerts[0].customer_type, CustomerType::EmotionLed);
     }
 
     #[test]

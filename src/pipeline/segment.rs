@@ -44,6 +44,37 @@ impl Utterance {
     pub fn duration_ms(&self) -> u64 {
         samples_to_ms(self.samples.len() as u64, PIPELINE_RATE)
     }
+
+    /// The stretch (ms) that holds speech: without the pre-roll kept before its onset (none
+    /// when it goes on from an utterance cut at the maximum length) and the short tail kept
+    /// after its last speech (none when it was itself cut).
+    pub fn speech_ms(&self, preroll_ms: u32, continues_cut: bool) -> (u64, u64) {
+        let (start, end) = (self.start_ms(), self.end_ms());
+        let start = if continues_cut {
+            start
+        } else {
+            start + u64::from(preroll_ms)
+        };
+        let end = if self.cut {
+            end
+        } else {
+            end.saturating_sub(u64::from(TAIL_MS))
+        };
+        (start.min(end), end)
+    }
+}
+
+/// The speech stretches (leg, start ms, end ms) of one leg's utterances, in order.
+pub fn speech_spans(utterances: &[Utterance], cfg: &SegmentConfig) -> Vec<(Leg, u64, u64)> {
+    let mut after_cut = false;
+    utterances
+        .iter()
+        .map(|u| {
+            let (start, end) = u.speech_ms(cfg.preroll_ms, after_cut);
+            after_cut = u.cut;
+            (u.leg, start, end)
+        })
+        .collect()
 }
 
 struct Active {

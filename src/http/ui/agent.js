@@ -4,7 +4,7 @@
 // script when the call escalates; and a clear notice when a supervisor takes the call over.
 // Other roles get a picker of the active calls to see what an agent sees.
 
-import { $, CUSTOMER_TYPES, boot, chip, clear, clock, gauge, h, levelBadge } from './common.js';
+import { $, CUSTOMER_TYPES, boot, chip, clear, clock, gauge, h, isQaSignal, levelBadge } from './common.js';
 import { CallBook, Live, connectionPill, lastPrompt, transcriptView } from './live.js';
 import { CUSTOMER_TYPE_HINT, HINTS, TIME_LIMITS } from './playbook.js';
 
@@ -118,13 +118,23 @@ function paintScript(c) {
     sug.deadline ? h('p', { class: 'deadline small', lang: sug.lang }, h('strong', null, 'Time limits: '), sug.deadline) : null);
 }
 
-/** One hint per kind the call has shown, newest first; the agent's own wording first of all. */
+/** The hint kind of a QA flag: the agent's wording and dead air by name, the agent's own
+ * talk-over and pace apart from the customer's. */
+const qaHintKind = (q) => (q.kind === 'agent_conduct' || q.kind === 'dead_air' ? q.kind : `agent_${q.kind}`);
+
+/** One hint per kind the call has shown, newest first; the agent's own matters (QA flags:
+ * wording, talk-over, pace, dead air) first of all. */
 function paintHints(c) {
   const seen = new Map();
-  for (const sg of c.signals) seen.set(sg.kind, { at: sg.at_ms });
-  for (const q of c.qa) seen.set('agent_conduct', { at: q.at_ms, hint: q.hint, terms: q.terms });
+  const own = new Set();
+  for (const sg of c.signals) if (!isQaSignal(sg) && sg.kind !== 'dead_air') seen.set(sg.kind, { at: sg.at_ms });
+  for (const q of c.qa) {
+    const k = qaHintKind(q);
+    own.add(k);
+    seen.set(k, { at: q.at_ms, hint: q.hint, terms: q.terms });
+  }
   const kinds = [...seen.entries()].sort((a, b) =>
-    ((b[0] === 'agent_conduct') - (a[0] === 'agent_conduct')) || (b[1].at - a[1].at));
+    (own.has(b[0]) - own.has(a[0])) || (b[1].at - a[1].at));
   const items = kinds.filter(([k]) => HINTS[k]).map(([k, info]) => {
     const hint = HINTS[k];
     return h('li', { class: `hint kind-${k}`, 'data-kind': k },

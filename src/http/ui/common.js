@@ -68,7 +68,30 @@ export const KINDS = {
   churn: ['Churn risk', '流失风险'],
   escalation_request: ['Asks for a manager', '要求找主管'],
   agent_conduct: ['Agent conduct', '坐席用语不当'],
+  interruption: ['Talk-over', '抢话'],
+  dead_air: ['Dead air', '静音'],
+  speaking_rate: ['Speaking fast', '语速过快'],
 };
+
+/** Kinds that are the agent's QA matter when the agent's leg shows them (a flag, never risk). */
+export const isQaSignal = (m) => m.kind === 'agent_conduct'
+  || (m.leg === 'agent' && (m.kind === 'interruption' || m.kind === 'speaking_rate'));
+
+/** A timing signal's measurements, in words: talk-over, dead air, speaking rate. */
+export function timingText(sg) {
+  const t = sg.timing;
+  if (!t) return '';
+  if (sg.kind === 'interruption') {
+    const n = t.per_minute > 1 ? `, ${t.per_minute} in a minute` : '';
+    return ` over the ${t.over || 'other leg'} for ${(t.overlap_ms / 1000).toFixed(1)} s${n}`;
+  }
+  if (sg.kind === 'dead_air') return ` ${Math.round((t.silence_ms || 0) / 1000)} s of silence`;
+  if (sg.kind === 'speaking_rate') {
+    const base = t.baseline_per_s ? ` (was ${t.baseline_per_s.toFixed(1)})` : '';
+    return ` ${Number(t.syllables_per_s).toFixed(1)} syllables/s${base}`;
+  }
+  return '';
+}
 export const kindLabel = (k) => (KINDS[k] ? KINDS[k][0] : k);
 
 export const OUTCOMES = {

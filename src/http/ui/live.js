@@ -3,7 +3,7 @@
 // their replies); `CallBook` folds the protocol's messages into one model per active call;
 // `transcriptView` draws a call's lines (customer and agent apart, partials in progress).
 
-import { ApiError, api, clock, clear, h, richText, signOut, wsUrl } from './common.js';
+import { ApiError, api, clock, clear, h, isQaSignal, richText, signOut, wsUrl } from './common.js';
 
 const MAX_BACKOFF_S = 30;
 
@@ -190,7 +190,8 @@ export class CallBook {
         break;
       case 'signal':
         c.signals.push(m);
-        if (m.kind !== 'agent_conduct') c.reasons.set(m.kind, (c.reasons.get(m.kind) || 0) + 1);
+        // The agent's own QA matters are flags for QA, not reasons on the wall.
+        if (!isQaSignal(m)) c.reasons.set(m.kind, (c.reasons.get(m.kind) || 0) + 1);
         break;
       case 'risk':
         c.level = m.level;

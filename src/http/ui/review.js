@@ -6,7 +6,7 @@
 
 import {
   $, CUSTOMER_TYPES, OUTCOMES, api, boot, canDelete, canNote, chip, clear, clock, dateTime, h,
-  levelBadge, richText, riskPlot, span, toast, withToken,
+  levelBadge, richText, riskPlot, span, timingText, toast, withToken,
 } from './common.js';
 
 const me = await boot('calls');
@@ -206,7 +206,8 @@ const notesBox = h('section', { class: 'panel notes-panel' }, h('h2', null, 'QA 
 const signalsList = detail.signals.length ? h('ul', { class: 'signal-list small' }, detail.signals.map((sg) => h('li', null,
   h('button', { type: 'button', class: 'btn-quiet at', onclick: () => seek(sg.start_ms, true) }, `▶ ${clock(sg.at_ms)}`),
   chip(sg.kind), ' ', (sg.terms || []).map((t) => h('mark', null, t)), sg.count ? ` ×${sg.count}` : '',
-  sg.raised ? h('span', { class: 'muted' }, ` +${Number(sg.raised.db_over_baseline).toFixed(1)} dB`) : null))) : null;
+  sg.raised ? h('span', { class: 'muted' }, ` +${Number(sg.raised.db_over_baseline).toFixed(1)} dB`) : null,
+  sg.timing ? h('span', { class: 'muted' }, `${sg.leg === 'agent' && sg.kind !== 'dead_air' ? ' agent:' : ''}${timingText(sg)}`) : null))) : null;
 
 clear(root,
   head,

@@ -8,18 +8,24 @@
 //! | `energy`     | a leg's 16 kHz audio | `raised_voice` |
 //! | `lexicon`    | transcript text | `complaint`, `threat_*`, `churn`, `escalation_request`, `agent_conduct` |
 //! | `repetition` | customer transcript text | `repeated_complaint` |
+//! | `turns`      | each leg's speech starting and stopping | `interruption`, `dead_air` |
+//! | `rate`       | transcript text and timings | `speaking_rate` |
 
 pub mod energy;
 pub mod lexicon;
+pub mod rate;
 pub mod repetition;
+pub mod turns;
 
 use serde::{Deserialize, Serialize};
 
 use energy::EnergyConfig;
 use lexicon::{Lexicon, LexiconError};
+use rate::RateConfig;
 use repetition::RepetitionConfig;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use turns::TurnConfig;
 
 /// The detectors: where the lexicon is, raised-voice and repetition settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +40,10 @@ pub struct DetectConfig {
     pub sound_alike: bool,
     pub raised_voice: EnergyConfig,
     pub repetition: RepetitionConfig,
+    /// Talk-over (`interruption`) and silence (`dead_air`).
+    pub turns: TurnConfig,
+    /// Speaking rate (`speaking_rate`).
+    pub speaking_rate: RateConfig,
 }
 
 /// The lexicon path shipped in the repository.
@@ -46,6 +56,8 @@ impl Default for DetectConfig {
             sound_alike: true,
             raised_voice: EnergyConfig::default(),
             repetition: RepetitionConfig::default(),
+            turns: TurnConfig::default(),
+            speaking_rate: RateConfig::default(),
         }
     }
 }
@@ -54,6 +66,8 @@ impl DetectConfig {
     /// Checks the raised-voice and repetition settings.
     pub fn validate(&self) -> Result<(), String> {
         self.raised_voice.validate()?;
+        self.turns.validate()?;
+        self.speaking_rate.validate()?;
         self.repetition
             .validate()
             .map_err(|e| format!("detect.{e}"))
