@@ -891,6 +891,12 @@ pub fn format_result(r: &CaseResult) -> String {
         note = format!("{note}  (missing: {})", m.join(", "));
     }
     if let Some(t) = &r.timing {
+        if t.rate_customer + t.rate_agent > 0 {
+            note = format!(
+                "{note}  (speaking_rate: customer {}, agent {})",
+                t.rate_customer, t.rate_agent
+            );
+        }
         for (what, h) in [("interruptions", t.interruptions), ("dead air", t.dead_air)] {
             if h.matched < h.expected || h.found > h.matched {
                 note = format!(

@@ -46,8 +46,7 @@ pub struct RiskConfig {
     /// A level is left only when the score falls this many points under its threshold, so a
     /// score hovering at a threshold does not flap.
     pub hysteresis: f32,
-    /// A raised voice and complaint-family words (or a speed-up) this close (ms) reinforce
-    /// each other.
+    /// A raised voice and complaint-family words this close (ms) reinforce each other.
     pub combo_window_ms: u64,
     /// Points added for that combination.
     pub combo_bonus: f32,
@@ -568,20 +567,15 @@ impl RiskEngine {
             }
         }
         let mut score: f32 = reasons.iter().map(|r| r.points).sum();
-        // The combination of a raised voice and complaint-family words (or speeding up),
-        // counted once, decayed from the later of the two.
+        // The combination of a raised voice and complaint-family words, counted once, decayed
+        // from the later of the two.
         let mut combo: f32 = 0.0;
         for v in self
             .signals
             .iter()
             .filter(|s| s.kind == SignalKind::RaisedVoice)
         {
-            // Words, or a speed-up: an angry customer speaks faster as well as louder.
-            for w in self
-                .signals
-                .iter()
-                .filter(|s| s.kind.is_words() || s.kind == SignalKind::SpeakingRate)
-            {
+            for w in self.signals.iter().filter(|s| s.kind.is_words()) {
                 if v.at_ms.abs_diff(w.at_ms) <= self.cfg.combo_window_ms {
                     combo = combo.max(self.cfg.combo_bonus * self.decay(now, v.at_ms.max(w.at_ms)));
                 }
@@ -1060,24 +1054,39 @@ mod tests {
     }
 
     #[test]
-    fn a_customer_talking_over_again_and_again_and_speeding_up_adds_to_a_raised_voice() {
+    fn a_customer_talking_over_again_and_again_or_speeding_up_adds_to_a_raised_voice() {
         // Four talk-overs in a minute: watched, not prompted.
         let mut e = RiskEngine::new("c", &cfg());
         for at in [10_000, 25_000, 40_000, 55_000] {
             e.update(RiskInput::Signal(sig(SignalKind::Interruption, at)), at);
         }
         assert_eq!(e.level(), Level::Watch, "{}", e.score());
-        // A raised voice alone watches; speeding up with it (15 + the combo 10) prompts.
-        let alerts = alerts_for(vec![
-            (
+        // A raised voice alone watches, and so does speeding up with it (35 + 15: a pace
+        // measured from transcript timings is a weak cue, never enough with one raised
+        // stretch); talking over the agent as well prompts (35 + 15 + 10).
+        let mut e = RiskEngine::new("c", &cfg());
+        let quiet = run(
+            &mut e,
+            vec![
+                (
+                    30_000,
+                    RiskInput::Signal(sig(SignalKind::RaisedVoice, 30_000)),
+                ),
+                (
+                    30_000,
+                    RiskInput::Signal(sig(SignalKind::SpeakingRate, 30_000)),
+                ),
+            ],
+        );
+        assert!(quiet.is_empty(), "{quiet:?}");
+        assert_eq!(e.level(), Level::Watch);
+        let alerts = run(
+            &mut e,
+            vec![(
                 30_000,
-                RiskInput::Signal(sig(SignalKind::RaisedVoice, 30_000)),
-            ),
-            (
-                30_000,
-                RiskInput::Signal(sig(SignalKind::SpeakingRate, 30_000)),
-            ),
-        ]);
+                RiskInput::Signal(sig(SignalKind::Interruption, 30_000)),
+            )],
+        );
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         let kinds: Vec<_> = alerts[0].reasons.iter().map(|r| r.kind).collect();
         assert!(kinds.contains(&SignalKind::SpeakingRate), "{kinds:?}");

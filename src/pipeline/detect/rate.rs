@@ -45,8 +45,8 @@ impl Default for RateConfig {
         Self {
             min_utterance_ms: 1500,
             min_syllables: 8,
-            baseline_utterances: 3,
-            speedup_ratio: 1.35,
+            baseline_utterances: 5,
+            speedup_ratio: 1.5,
             agent_max_en: 6.0,
             agent_max_zh: 6.5,
             repeat_ms: 30_000,
@@ -273,8 +273,8 @@ mod tests {
         let mut d = RateDetector::new(&RateConfig::default());
         let calm = "My order has not arrived and I would like to know why"; // 15
         let mut t = 0;
-        // Three calm utterances at 15 syllables in 4 s: 3.75 a second.
-        for _ in 0..3 {
+        // Five calm utterances at 15 syllables in 4 s: 3.75 a second.
+        for _ in 0..5 {
             assert!(
                 d.update(&said(Leg::Customer, t, t + 4000, calm, "en"), t + 4000)
                     .is_none()
