@@ -30,7 +30,7 @@
 #     leg: customer | agent; flags: ^ raised (louder, higher, faster), ^^ strongly raised (a
 #     shout, about 15 dB over calm speech), ! the justifying turn (an alert must come after it
 #     starts), ~ starts while the other leg's previous turn is still speaking (talk-over),
-#     > spoken fast (1.6 times the leg's speed: a customer speeding up, an agent rushing);
+#     > spoken fast (1.8 times the leg's speed: a customer speeding up, an agent rushing);
 #     pinyin with tone numbers makes the turn Mandarin, spoken by espeak-ng's cmn-latn-pinyin
 #     voice, which reads it far better than characters.
 #   pause TAB SECONDS             silence on both legs (dead air, a hold)
@@ -107,7 +107,7 @@ build_scenario() {
     local leg=${legflags%%[!a-z]*} flags=${legflags#"${legflags%%[!a-z]*}"}
     local i=0; [[ $leg == agent ]] && i=1
     local base pitch=${pitches[$i]:-50} speed=${speeds[$i]:-155}
-    [[ $flags == *'>'* ]] && speed=$((speed * 16 / 10))
+    [[ $flags == *'>'* ]] && speed=$((speed * 18 / 10))
     if [[ -n ${spoken:-} ]]; then base=${voices[$i]:-cmn-latn-pinyin}; lang=zh
     elif [[ $leg == customer ]]; then base=${voices[0]:-en-us+m3}
     else base=${voices[1]:-en-us+f2}; fi

@@ -283,8 +283,9 @@ fn timing_hits(stdout: &str, what: &str) -> (usize, usize, usize) {
 }
 
 /// The turn-taking and pace signals of a recorded call, offline: the customer's two
-/// talk-overs, the 12 s silent hold and the customer's speed-up, each where the recording has
-/// them; the agent's matters (dead air here) are QA flags; none of it prompts a transfer.
+/// talk-overs, the 12 s silent hold, the agent's rushed turn and the customer's speed-up, each
+/// where the recording has them; the agent's matters (dead air, pace) are QA flags; none of it
+/// prompts a transfer.
 #[test]
 fn talk_over_dead_air_and_speed_are_found_where_the_recording_has_them() {
     let _ = model();
@@ -331,12 +332,20 @@ fn talk_over_dead_air_and_speed_are_found_where_the_recording_has_them() {
         "{flags:#?}"
     );
 
+    // The customer's speed-up weighs on the risk; the agent's rushed turn is a QA flag.
     let fast = turn("Okay so I write");
+    let rushed = turn("You can write");
     let rate = of_kind("speaking_rate");
     assert!(
         rate.iter()
             .any(|s| s["leg"] == "customer" && near(&s["start_ms"], fast.1)),
         "{rate:#?}"
+    );
+    assert!(
+        flags.iter().any(|f| f["kind"] == "speaking_rate"
+            && f["leg"] == "agent"
+            && near(&f["quotes"][0]["start_ms"], rushed.1)),
+        "{flags:#?}"
     );
     assert!(of_type(&ev, "alert").is_empty(), "{ev:#?}");
 }

@@ -620,6 +620,30 @@ pub struct EvalOptions<'a> {
     pub text_mode: bool,
     /// Overrides the scenarios' languages.
     pub lang: Option<LanguageSetting>,
+    /// Line noise added to the recording before analysis: (seed, RMS level as a fraction of
+    /// full scale). None: the recording as it is.
+    pub noise: Option<(u64, f32)>,
+}
+
+/// Adds seeded white noise of RMS `level` (fraction of full scale) to every channel: another
+/// sample of the line noise a call might have had. The same seed gives the same noise.
+pub fn add_noise(channels: &mut [Vec<f32>], seed: u64, level: f32) {
+    // A uniform variable on [-1, 1] has an RMS of 1/sqrt(3).
+    let amp = level * 3f32.sqrt();
+    for (c, samples) in channels.iter_mut().enumerate() {
+        let mut x = (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (c as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9))
+            | 1;
+        for s in samples.iter_mut() {
+            // xorshift64*
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+            let u = r as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+            *s = (*s + amp * u).clamp(-1.0, 1.0);
+        }
+    }
 }
 
 /// Runs one case.
@@ -672,7 +696,10 @@ fn analyse_case(
     } else {
         Words::Whisper(pool.ok_or("no transcription workers")?)
     };
-    let audio = read_wav(&case.wav).map_err(|e| e.to_string())?;
+    let mut audio = read_wav(&case.wav).map_err(|e| e.to_string())?;
+    if let Some((seed, level)) = opts.noise {
+        add_noise(&mut audio.channels, seed, level);
+    }
     let swapped;
     let cfg = match case.expect.legs {
         Some(legs) if legs != opts.cfg.audio.stereo_legs => {
@@ -1048,11 +1075,12 @@ pub(super) fn run(args: EvalArgs) -> anyhow::Result<()> {
         )?)
     };
     let pipeline = cfg.pipeline();
-    let opts = EvalOptions {
+    let mut opts = EvalOptions {
         cfg: &pipeline,
         lexicon,
         text_mode: args.text,
         lang: args.pipeline.lang,
+        noise: None,
     };
     println!(
         "callguard eval {}: {} scenario(s), words from {}{}",
@@ -1079,6 +1107,47 @@ pub(super) fn run(args: EvalArgs) -> anyhow::Result<()> {
     let totals = Totals::of(&results);
     println!("\n{}", format_families(&results));
     println!("{}", format_totals(&totals));
+    let mut flip_share = None;
+    if args.noise_seeds > 0 {
+        let level = 10f32.powf(args.noise_db / 20.0);
+        let mut flipped = Vec::new();
+        let mut runs: Vec<Vec<Verdict>> = results.iter().map(|r| vec![r.verdict]).collect();
+        for seed in 1..=u64::from(args.noise_seeds) {
+            opts.noise = Some((seed, level));
+            for (case, verdicts) in cases.iter().zip(runs.iter_mut()) {
+                verdicts.push(run_case(case, &opts, pool.as_ref()).verdict);
+            }
+        }
+        for (case, verdicts) in cases.iter().zip(&runs) {
+            if verdicts.iter().any(|v| v.ok() != verdicts[0].ok()) {
+                let v: Vec<&str> = verdicts.iter().map(|v| v.label()).collect();
+                flipped.push(format!("  {}: {}", case.name, v.join(", ")));
+            }
+        }
+        let share = flipped.len() as f64 * 100.0 / cases.len() as f64;
+        println!(
+            "\nunder {} more sample(s) of added line noise at {} dBFS: {} of {} call(s) kept their outcome, {} flipped ({share:.1}%){}",
+            args.noise_seeds,
+            args.noise_db,
+            cases.len() - flipped.len(),
+            cases.len(),
+            flipped.len(),
+            if flipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (the recording as it is, then each sample):\n{}",
+                    flipped.join("\n")
+                )
+            }
+        );
+        flip_share = Some(share);
+    }
+    if let (Some(max), Some(share)) = (args.max_flips, flip_share)
+        && share > max
+    {
+        anyhow::bail!("{share:.1}% of the calls flipped with the noise sample (at most {max}%)");
+    }
     if args.min_recall.is_some() || args.max_false_per_50.is_some() {
         // A goal: judged on the figures, not on every call.
         let recall = totals.recall * 100.0;
@@ -1252,6 +1321,27 @@ mod tests {
         );
         assert_eq!(quantile(&[5, 1, 3], 0.5), Some(3));
         assert_eq!(quantile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn added_noise_has_its_level_and_the_same_seed_gives_the_same_noise() {
+        let silent = || vec![vec![0.0f32; 80_000], vec![0.0f32; 80_000]];
+        let level = 10f32.powf(-50.0 / 20.0);
+        let (mut a, mut b, mut c) = (silent(), silent(), silent());
+        add_noise(&mut a, 1, level);
+        add_noise(&mut b, 1, level);
+        add_noise(&mut c, 2, level);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        // Each channel its own noise, at the asked RMS level (within 0.5 dB).
+        assert_ne!(a[0], a[1]);
+        for ch in &a {
+            let rms = (ch.iter().map(|x| x * x).sum::<f32>() / ch.len() as f32).sqrt();
+            let db = 20.0 * rms.log10();
+            assert!((db + 50.0).abs() < 0.5, "{db} dBFS");
+            let mean = ch.iter().sum::<f32>() / ch.len() as f32;
+            assert!(mean.abs() < level / 10.0, "{mean}");
+        }
     }
 
     #[test]

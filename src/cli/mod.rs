@@ -315,6 +315,16 @@ pub struct EvalArgs {
     /// ... or calm calls with a false alert, per 50 calm calls, are over this.
     #[arg(long)]
     pub max_false_per_50: Option<f64>,
+    /// Also run every call this many more times, each with another sample of added line
+    /// noise (seeded, repeatable), and report the calls whose outcome depends on the sample.
+    #[arg(long, default_value_t = 0)]
+    pub noise_seeds: u32,
+    /// Level of that added noise, in dBFS (RMS).
+    #[arg(long, default_value_t = -50.0, allow_hyphen_values = true)]
+    pub noise_db: f32,
+    /// With --noise-seeds: fail when more than this share (%) of the calls flips.
+    #[arg(long)]
+    pub max_flips: Option<f64>,
 }
 
 #[derive(Debug, clap::Args)]
