@@ -115,6 +115,22 @@ pub fn sort_events(events: &mut [Event]) {
     events.sort_by_key(|e| (e.at_ms(), e.rank()));
 }
 
+/// A final transcript line said on `leg` from `start` to `end` ms of call "c": for the
+/// detectors' tests.
+#[cfg(test)]
+pub(crate) fn test_line(leg: Leg, start: u64, end: u64, text: &str, lang: &str) -> Transcript {
+    Transcript {
+        call_id: "c".into(),
+        leg,
+        start_ms: start,
+        end_ms: end,
+        at_ms: end,
+        text: text.into(),
+        lang: lang.into(),
+        is_final: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

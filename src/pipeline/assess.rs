@@ -165,18 +165,7 @@ impl CallAssessor {
 mod tests {
     use super::*;
 
-    fn said(leg: Leg, start: u64, end: u64, text: &str, lang: &str) -> Transcript {
-        Transcript {
-            call_id: "c".into(),
-            leg,
-            start_ms: start,
-            end_ms: end,
-            at_ms: end,
-            text: text.into(),
-            lang: lang.into(),
-            is_final: true,
-        }
-    }
+    use crate::domain::event::test_line as said;
 
     fn run(turns: &[(Leg, &str)], lang: &str) -> Vec<Event> {
         let (detect, risk) = (DetectConfig::default(), RiskConfig::default());

@@ -245,18 +245,7 @@ fn round1(x: f32) -> f32 {
 mod tests {
     use super::*;
 
-    fn said(leg: Leg, start: u64, end: u64, text: &str, lang: &str) -> Transcript {
-        Transcript {
-            call_id: "c".into(),
-            leg,
-            start_ms: start,
-            end_ms: end,
-            at_ms: end,
-            text: text.into(),
-            lang: lang.into(),
-            is_final: true,
-        }
-    }
+    use crate::domain::event::test_line as said;
 
     #[test]
     fn syllables_count_chinese_characters_and_english_vowel_groups() {
