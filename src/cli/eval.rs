@@ -360,6 +360,10 @@ pub struct Hits {
     pub expected: usize,
     pub found: usize,
     pub matched: usize,
+    /// How far (ms) the matched ones started from where the turns put them, summed, and the
+    /// largest: how well the segmenter places speech on phone audio.
+    pub offset_sum_ms: u64,
+    pub offset_max_ms: u64,
 }
 
 impl Hits {
@@ -367,6 +371,8 @@ impl Hits {
         self.expected += o.expected;
         self.found += o.found;
         self.matched += o.matched;
+        self.offset_sum_ms += o.offset_sum_ms;
+        self.offset_max_ms = self.offset_max_ms.max(o.offset_max_ms);
     }
 }
 
@@ -419,20 +425,23 @@ pub fn timing_truth(turns: &[Transcript], cfg: &TurnConfig) -> (Vec<(Leg, u64)>,
 /// Pairs found starts with expected ones, each at most once, within the tolerance.
 fn match_starts<T: PartialEq + Copy>(expected: &[(T, u64)], found: &[(T, u64)]) -> Hits {
     let mut used = vec![false; found.len()];
-    let mut matched = 0;
+    let mut hits = Hits {
+        expected: expected.len(),
+        found: found.len(),
+        ..Hits::default()
+    };
     for &(key, at) in expected {
         if let Some(i) = (0..found.len()).find(|&i| {
             !used[i] && found[i].0 == key && found[i].1.abs_diff(at) <= TIMING_TOLERANCE_MS
         }) {
             used[i] = true;
-            matched += 1;
+            hits.matched += 1;
+            let off = found[i].1.abs_diff(at);
+            hits.offset_sum_ms += off;
+            hits.offset_max_ms = hits.offset_max_ms.max(off);
         }
     }
-    Hits {
-        expected: expected.len(),
-        found: found.len(),
-        matched,
-    }
+    hits
 }
 
 /// Scores a call's timing signals against its turns.
@@ -999,8 +1008,17 @@ pub fn format_totals(t: &Totals) -> String {
     };
     let tm = &t.timing;
     let hits = |h: &Hits| {
+        let placed = if h.matched == 0 {
+            String::new()
+        } else {
+            format!(
+                " (starts off by {} ms on average, {} ms at most)",
+                h.offset_sum_ms / h.matched as u64,
+                h.offset_max_ms
+            )
+        };
         format!(
-            "{} of {} found ({:.0}%), {} extra",
+            "{} of {} found ({:.0}%), {} extra{placed}",
             h.matched,
             h.expected,
             if h.expected == 0 {
