@@ -168,7 +168,7 @@ impl RateDetector {
             return None;
         }
         let rate = count as f32 * 1000.0 / duration as f32;
-        let cfg = self.cfg.clone();
+        let cfg = &self.cfg;
         let i = match self.legs.iter().position(|(l, _)| *l == t.leg) {
             Some(i) => i,
             None => {

@@ -104,7 +104,8 @@ struct LegTurns {
 impl LegTurns {
     /// Whether the leg is known to have spoken throughout `from..to`, and `Some(false)` when
     /// it is known not to have: `None` while it cannot be told yet.
-    fn covers(&self, from: u64, to: u64, known_until: u64) -> Option<bool> {
+    /// Speech resuming within `gap` ms of an utterance's end is the same turn (a breath).
+    fn covers(&self, from: u64, to: u64, known_until: u64, gap: u64) -> Option<bool> {
         if let Some(&(_, end)) = self
             .spans
             .iter()
@@ -117,8 +118,8 @@ impl LegTurns {
                 return Some(true);
             }
             return match self.open {
-                Some(open) if open <= end + TURN_CONTINUES_MS && known_until >= to => Some(true),
-                Some(open) if open <= end + TURN_CONTINUES_MS => None,
+                Some(open) if open <= end + gap && known_until >= to => Some(true),
+                Some(open) if open <= end + gap => None,
                 _ => Some(false),
             };
         }
@@ -134,10 +135,6 @@ impl LegTurns {
         }
     }
 }
-
-/// A breath inside a turn: an utterance that ends and another that opens this close together
-/// are one stretch of speech for the overlap test.
-const TURN_CONTINUES_MS: u64 = 400;
 
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
@@ -247,7 +244,6 @@ impl TurnDetector {
             .iter()
             .filter(|(l, o)| {
                 *l != leg
-                    && o.open.is_some()
                     && o.turn_start + lead <= start_ms
                     && o.open.is_some_and(|s| s <= start_ms)
             })
@@ -266,13 +262,16 @@ impl TurnDetector {
     fn resolve(&mut self, now: u64, out: &mut Vec<Signal>) {
         let known_until = now.saturating_sub(self.hold_ms);
         let overlap = self.cfg.interruption_overlap_ms;
+        let gap = self.cfg.turn_gap_ms;
         let mut still = Vec::new();
         for c in std::mem::take(&mut self.pending) {
             let to = c.at + overlap;
-            let by = self.leg(c.by).and_then(|t| t.covers(c.at, to, known_until));
+            let by = self
+                .leg(c.by)
+                .and_then(|t| t.covers(c.at, to, known_until, gap));
             let over = self
                 .leg(c.over)
-                .and_then(|t| t.covers(c.at, to, known_until));
+                .and_then(|t| t.covers(c.at, to, known_until, gap));
             match (by, over) {
                 (Some(true), Some(true)) => {
                     let overlap_ms = self.overlap_so_far(c, known_until);
