@@ -31,7 +31,7 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use super::EvalArgs;
-use crate::cli::format::clock;
+use crate::cli::format::{clock, format_text};
 use crate::domain::event::{Event, Transcript};
 use crate::domain::leg::Leg;
 use crate::domain::signal::SignalKind;
@@ -352,6 +352,8 @@ pub struct CaseResult {
     pub lang: &'static str,
     /// The turn-taking and pace signals against the call's turns, when they are known.
     pub timing: Option<TimingCounts>,
+    /// The call's events as `analyze` prints them, with `--explain`.
+    pub explained: Option<String>,
 }
 
 /// How many of the expected signals of one kind were found, and how many were extra.
@@ -548,6 +550,7 @@ pub fn judge(name: &str, expect: &Expectation, text_mode: bool, events: &[Event]
         family: expect.family.clone(),
         lang: lang_of(name, expect),
         timing: None,
+        explained: None,
     }
 }
 
@@ -632,6 +635,8 @@ pub struct EvalOptions<'a> {
     /// Line noise added to the recording before analysis: (seed, RMS level as a fraction of
     /// full scale). None: the recording as it is.
     pub noise: Option<(u64, f32)>,
+    /// Keep the call's events in readable form ([`CaseResult::explained`]).
+    pub explain: bool,
 }
 
 /// Adds seeded white noise of RMS `level` (fraction of full scale) to every channel: another
@@ -660,6 +665,10 @@ pub fn run_case(case: &Case, opts: &EvalOptions<'_>, pool: Option<&AsrPool>) -> 
     match analyse_case(case, opts, pool) {
         Ok(events) => {
             let mut r = judge(&case.name, &case.expect, opts.text_mode, &events);
+            if opts.explain {
+                let lines: Vec<String> = events.iter().filter_map(format_text).collect();
+                r.explained = Some(lines.join("\n"));
+            }
             if let Some(path) = &case.expect.transcript
                 && let Ok(turns) = read_turns(path, &case.name, "")
             {
@@ -684,6 +693,7 @@ pub fn run_case(case: &Case, opts: &EvalOptions<'_>, pool: Option<&AsrPool>) -> 
             family: case.expect.family.clone(),
             lang: lang_of(&case.name, &case.expect),
             timing: None,
+            explained: None,
         },
     }
 }
@@ -1099,6 +1109,7 @@ pub(super) fn run(args: EvalArgs) -> anyhow::Result<()> {
         text_mode: args.text,
         lang: args.pipeline.lang,
         noise: None,
+        explain: args.explain,
     };
     println!(
         "callguard eval {}: {} scenario(s), words from {}{}",
@@ -1120,6 +1131,9 @@ pub(super) fn run(args: EvalArgs) -> anyhow::Result<()> {
     for case in &cases {
         let r = run_case(case, &opts, pool.as_ref());
         println!("{}", format_result(&r));
+        if let Some(text) = &r.explained {
+            println!("{text}\n");
+        }
         results.push(r);
     }
     let totals = Totals::of(&results);

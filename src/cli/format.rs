@@ -34,12 +34,22 @@ pub fn format_text(event: &Event) -> Option<String> {
         Event::Signal(e) => {
             let s = &e.signal;
             let detail = match (&s.raised, s.count) {
-                (Some(r), _) => format!(
-                    "{:+.1} dB over baseline for {:.1} s ({})",
-                    r.db_over_baseline,
-                    r.duration_ms as f64 / 1000.0,
-                    r.cues.join(", ")
-                ),
+                (Some(r), _) => {
+                    let mut rises = format!("{:+.1} dB", r.db_over_baseline);
+                    if let Some(p) = r.pitch_rise_semitones {
+                        rises.push_str(&format!(", pitch {p:+.1} st"));
+                    }
+                    if let Some(t) = r.tilt_change_db {
+                        rises.push_str(&format!(", tilt {t:+.1} dB"));
+                    }
+                    format!(
+                        "[{} - {}] {rises} over baseline for {:.1} s of speech ({})",
+                        clock(s.start_ms),
+                        clock(s.end_ms),
+                        r.duration_ms as f64 / 1000.0,
+                        r.cues.join(", ")
+                    )
+                }
                 (None, Some(n)) => format!("{n} times: {}", s.terms.join(", ")),
                 (None, None) => format!("\"{}\"", s.terms.join("\", \"")),
             };

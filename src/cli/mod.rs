@@ -325,6 +325,10 @@ pub struct EvalArgs {
     /// With --noise-seeds: fail when more than this share (%) of the calls flips.
     #[arg(long)]
     pub max_flips: Option<f64>,
+    /// Print every call's events under its row, as `analyze` prints them (what each
+    /// detector found, when, and on which words): for tuning rules on the tune half.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -13,8 +13,8 @@
 //! - a raised voice within `combo_window_ms` of complaint-family words adds `combo_bonus`;
 //! - a raised voice over an utterance that is plainly positive (thanks, great) counts only
 //!   `positive_discount` of its weight, so a loud happy exclamation is not anger;
-//! - a strongly raised voice (`strong_voice_db` over the speaker's baseline, with a pitch or
-//!   tilt cue) weighs `strong_voice_weight`: one clear shout escalates alone; a raised voice
+//! - a strongly raised voice (`strong_voice_db` over the speaker's baseline, with its pitch
+//!   cue) weighs `strong_voice_weight`: one clear shout escalates alone; a raised voice
 //!   over words with a grievance marker ("it STILL hasn't come!") adds `grievance_bonus`;
 //! - `agent_conduct` adds nothing: it becomes a QA flag with a coaching hint;
 //! - reaching `escalate_at` fires an alert; another alert for the call waits `cooldown_ms`
@@ -53,7 +53,7 @@ pub struct RiskConfig {
     /// Fraction of its weight a raised voice keeps when the customer's words around it are
     /// plainly positive (a loud "thank you so much!").
     pub positive_discount: f32,
-    /// dB over the speaker's baseline from which a raised voice (with a pitch or tilt cue)
+    /// dB over the speaker's baseline from which a raised voice (with its pitch cue)
     /// is a shout that weighs `strong_voice_weight` instead of `weights.raised_voice`.
     pub strong_voice_db: f32,
     /// Points of such a shout (0 = no special weight).
@@ -506,7 +506,8 @@ impl RiskEngine {
         overlaps(&self.positives, s)
     }
 
-    /// A raised voice loud enough over the speaker's baseline, with a voice cue, to be a shout.
+    /// A raised voice loud enough over the speaker's baseline, with its pitch cue, to be a
+    /// shout.
     /// It counts as one only once its words are known, so that a loud "thank you so much!"
     /// is discounted before it could prompt anyone.
     fn is_shout(&self, s: &Signal) -> bool {
@@ -515,7 +516,7 @@ impl RiskEngine {
             && overlaps(&self.heard, s)
             && s.raised.as_ref().is_some_and(|r| {
                 r.db_over_baseline >= self.cfg.strong_voice_db
-                    && r.cues.iter().any(|c| c == "pitch" || c == "tilt")
+                    && r.cues.iter().any(|c| c == "pitch")
             })
     }
 
