@@ -660,14 +660,45 @@ pub fn add_noise(channels: &mut [Vec<f32>], seed: u64, level: f32) {
     }
 }
 
+/// A call's events as `analyze` prints them, each transcript line followed by every lexicon
+/// term found in it (the auxiliary lists too: grievance, repeat, positive), so that a rule
+/// that did not fire shows which of its parts were missing.
+fn explain(events: &[Event], lexicon: &Lexicon) -> String {
+    let mut lines = Vec::new();
+    for e in events {
+        let Some(text) = format_text(e) else {
+            continue;
+        };
+        lines.push(text);
+        if let Event::Transcript(t) = e {
+            let found: Vec<String> = lexicon
+                .scan(t.leg, &t.text)
+                .iter()
+                .map(|m| {
+                    let words: String =
+                        t.text.chars().skip(m.start).take(m.end - m.start).collect();
+                    format!(
+                        "{}{} \"{words}\"",
+                        if m.negated { "negated " } else { "" },
+                        m.category
+                    )
+                })
+                .collect();
+            if !found.is_empty() {
+                lines.push(format!("{:20}   lexicon: {}", "", found.join(", ")));
+            }
+        }
+    }
+    lines.join("\n")
+}
+
 /// Runs one case.
 pub fn run_case(case: &Case, opts: &EvalOptions<'_>, pool: Option<&AsrPool>) -> CaseResult {
     match analyse_case(case, opts, pool) {
         Ok(events) => {
             let mut r = judge(&case.name, &case.expect, opts.text_mode, &events);
             if opts.explain {
-                let lines: Vec<String> = events.iter().filter_map(format_text).collect();
-                r.explained = Some(lines.join("\n"));
+                r.explained = Some(explain(&events, &opts.lexicon));
             }
             if let Some(path) = &case.expect.transcript
                 && let Ok(turns) = read_turns(path, &case.name, "")

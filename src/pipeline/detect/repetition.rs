@@ -15,7 +15,8 @@
 //! the caller passes `restated`, normally from [`Lexicon::mentions_repeat`]) counts the
 //! customer's earlier utterances that were complaints or share a content word with it; when
 //! they come to `count` with it, and `restated_count` of them say so, that is a repeated
-//! complaint too.
+//! complaint too. After such an utterance, every further complaint-bearing one counts the
+//! same way: it is the problem the customer already said was raised before.
 //!
 //! What it does not: decide whether an utterance is a complaint (the caller passes
 //! `complaint_bearing`, normally from [`Lexicon::is_grievance`]), listen to the agent leg,
@@ -240,7 +241,12 @@ impl RepetitionDetector {
             bearing: complaint_bearing || restated,
             restated,
         };
-        let out = if by_topic.is_empty() && restated {
+        // Once the customer has said the problem was raised before, each further complaint
+        // is that problem again, whatever its words ("it's been months since the referral"
+        // ... "that's what I was told in April and again in May" ... "so it's still sitting
+        // there").
+        let counts = restated || (said.bearing && self.said.iter().any(|s| s.restated));
+        let out = if by_topic.is_empty() && counts {
             self.by_restatement(&said, now_ms)
         } else {
             by_topic
@@ -255,7 +261,7 @@ impl RepetitionDetector {
         let related: Vec<&Said> = self
             .said
             .iter()
-            .filter(|s| s.bearing || !s.keys.is_disjoint(&now.keys))
+            .filter(|s| s.bearing || shares_a_word(&s.keys, &now.keys))
             .chain(std::iter::once(now))
             .collect();
         let restated = related.iter().filter(|s| s.restated).count();
@@ -387,6 +393,25 @@ struct Said {
     bearing: bool,
     /// Says the problem was raised before.
     restated: bool,
+}
+
+/// Whether two utterances share a content word: an English word, a Chinese bigram, or two
+/// Chinese characters. One character in common is too little (后 in 前后 and in 后四位), and
+/// Chinese digits are no topic at all: a card number and a phone number share several.
+fn shares_a_word(a: &BTreeSet<String>, b: &BTreeSet<String>) -> bool {
+    const ZH_DIGITS: &str = "零〇一二三四五六七八九十两幺";
+    let mut chars = 0;
+    for k in a.intersection(b) {
+        if k.chars().all(|c| ZH_DIGITS.contains(c)) {
+            continue;
+        }
+        if k.chars().count() == 1 && k.chars().all(is_cjk) {
+            chars += 1;
+        } else {
+            return true;
+        }
+    }
+    chars >= 2
 }
 
 fn quote_of(t: &Transcript) -> Quote {
@@ -869,6 +894,73 @@ mod tests {
         }
         assert_eq!(stem("called"), "call");
         assert_eq!(stem("missed"), "miss");
+    }
+
+    #[test]
+    fn a_complaint_after_a_restatement_is_the_same_problem_again() {
+        let mut d = RepetitionDetector::new(&RepetitionConfig::default());
+        // The problem, the customer saying it was raised before, then the problem in other
+        // words: only the last one, with neither a shared topic nor a restatement of its
+        // own, completes the three.
+        let turns = [
+            (
+                "It's been months since the referral for my knee.",
+                true,
+                false,
+            ),
+            (
+                "That's the exact phrase I got in April and again in May.",
+                true,
+                true,
+            ),
+            (
+                "So it's still sitting there and I can't walk properly.",
+                true,
+                false,
+            ),
+        ];
+        let mut fired = Vec::new();
+        for (i, (text, bearing, restated)) in turns.into_iter().enumerate() {
+            let start = i as u64 * 5000;
+            fired.push(d.update(
+                &t(Leg::Customer, start, text),
+                bearing,
+                restated,
+                start + 3000,
+            ));
+        }
+        assert!(fired[..2].iter().all(Vec::is_empty), "{fired:?}");
+        assert_eq!(fired[2].len(), 1, "{fired:?}");
+        assert_eq!(fired[2][0].count, Some(3));
+        // Without the restatement the same three complaints are three separate ones.
+        let mut d = RepetitionDetector::new(&RepetitionConfig::default());
+        for (i, (text, bearing, _)) in turns.into_iter().enumerate() {
+            let start = i as u64 * 5000;
+            let out = d.update(&t(Leg::Customer, start, text), bearing, false, start + 3000);
+            assert!(out.is_empty(), "{text}: {out:?}");
+        }
+    }
+
+    #[test]
+    fn one_shared_character_or_digits_do_not_make_a_topic() {
+        let words = |s: &str| {
+            merge(&content_clauses(s))
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        let complaint: BTreeSet<String> = words("这个问题我前后问了两次，每次都说给我申请减免。");
+        assert!(!shares_a_word(&complaint, &words("后四位是五八三九。")));
+        let phone: BTreeSet<String> = words("可以，一三九，二二零八，四四六一。");
+        assert!(!shares_a_word(&phone, &words("卡号是六六零四，八一九二。")));
+        assert!(shares_a_word(
+            &words("这三百块年费什么时候退？"),
+            &words("年费到现在还在扣。")
+        ));
+        assert!(shares_a_word(
+            &words("My refund never came."),
+            &words("Where is the refund?")
+        ));
     }
 
     #[test]
