@@ -679,7 +679,13 @@ fn explain(events: &[Event], lexicon: &Lexicon) -> String {
                         t.text.chars().skip(m.start).take(m.end - m.start).collect();
                     format!(
                         "{}{} \"{words}\"",
-                        if m.negated { "negated " } else { "" },
+                        if m.negated {
+                            "negated "
+                        } else if m.reported {
+                            "reported "
+                        } else {
+                            ""
+                        },
                         m.category
                     )
                 })

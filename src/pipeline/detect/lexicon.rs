@@ -29,11 +29,16 @@ const BUILTIN_ORIGIN: &str = "config/lexicon.toml (built in)";
 
 /// The table that holds negators: it is not a category, nothing is reported from it.
 const NEGATION_TABLE: &str = "negation";
+const REPORTED_TABLE: &str = "reported";
+/// How far a `[reported]` marker reaches: "my neighbour reckons [she'll] report you", 我老公说
+/// [要去网上]发帖.
+const EN_REPORTED_WINDOW: usize = 6;
+const ZH_REPORTED_WINDOW: usize = 8;
 const KEYS: &str = "en, zh, en_except or zh_except";
 const NEGATION_KEYS: &str = "en, zh, en_adjacent, zh_adjacent, en_except or zh_except";
 const CATEGORY_NAMES: &str = "complaint, threat_media, threat_social, threat_legal, \
     threat_regulator, churn, escalation_request, agent_conduct, negation, positive, grievance, \
-    recording, repeat";
+    recording, repeat, reported";
 
 /// Most words an English `..` skips: enough for "speak to [someone like your] manager",
 /// few enough that the two ends still belong to one phrase.
@@ -159,6 +164,22 @@ impl LexCategory {
         }
     }
 
+    /// What the speaker says they will do (threats, churn, escalation): what a `[reported]`
+    /// marker can attribute to someone else.
+    pub fn is_intent(self) -> bool {
+        matches!(
+            self,
+            LexCategory::Signal(
+                SignalKind::ThreatMedia
+                    | SignalKind::ThreatSocial
+                    | SignalKind::ThreatLegal
+                    | SignalKind::ThreatRegulator
+                    | SignalKind::Churn
+                    | SignalKind::EscalationRequest
+            )
+        )
+    }
+
     /// Customer categories are heard on the customer leg, `agent_conduct` on the agent leg,
     /// both on a mixed recording; the auxiliary lists on every leg.
     pub fn applies_to(self, leg: Leg) -> bool {
@@ -190,6 +211,17 @@ pub struct LexMatch {
     pub negated: bool,
     /// Matched only by tolerating a misspelling or a substituted character.
     pub fuzzy: bool,
+    /// A threat, churn or escalation said of someone else ("my neighbour says she'll report
+    /// you", 我老公说要发帖): a `[reported]` marker closely precedes it. Like a negated match,
+    /// it is not the speaker's own: no signal, no grievance.
+    pub reported: bool,
+}
+
+impl LexMatch {
+    /// Said by the speaker and meant: neither negated nor reported.
+    pub fn is_live(&self) -> bool {
+        !self.negated && !self.reported
+    }
 }
 
 /// The parsed lexicon: every category's compiled terms plus the negators.
@@ -198,6 +230,8 @@ pub struct Lexicon {
     origin: PathBuf,
     categories: BTreeMap<LexCategory, TermSet>,
     negation: TermSet,
+    /// Someone other than the speaker is quoted ("my neighbour says", 我朋友说).
+    reported: TermSet,
     /// Chinese terms also match homophones (see [`Lexicon::set_sound_alike`]).
     sound_alike: bool,
 }
@@ -220,10 +254,11 @@ impl Lexicon {
             origin: origin.to_path_buf(),
             categories: BTreeMap::new(),
             negation: TermSet::default(),
+            reported: TermSet::default(),
             sound_alike: true,
         };
         for (name, value) in &table {
-            let category = if name == NEGATION_TABLE {
+            let category = if name == NEGATION_TABLE || name == REPORTED_TABLE {
                 None
             } else {
                 Some(
@@ -244,6 +279,7 @@ impl Lexicon {
                 Some(c) => {
                     lexicon.categories.insert(c, set);
                 }
+                None if name == REPORTED_TABLE => lexicon.reported = set,
                 None => lexicon.negation = set,
             }
         }
@@ -267,6 +303,7 @@ impl Lexicon {
             origin: PathBuf::from(BUILTIN_ORIGIN),
             categories: BTreeMap::new(),
             negation: TermSet::default(),
+            reported: TermSet::default(),
             sound_alike: true,
         })
     }
@@ -303,6 +340,7 @@ impl Lexicon {
     pub fn scan(&self, leg: Leg, text: &str) -> Vec<LexMatch> {
         let analysed = Analysed::new(text);
         let negators = Negators::find(&self.negation, &analysed);
+        let reporters = Negators::reported(&self.reported, &analysed);
         let mut out = Vec::new();
         for (&category, set) in &self.categories {
             if !category.applies_to(leg) {
@@ -315,6 +353,7 @@ impl Lexicon {
                     start: found.start,
                     end: found.end,
                     negated: negators.cancel(&analysed, found.at),
+                    reported: category.is_intent() && reporters.cancel(&analysed, found.at),
                     fuzzy: found.fuzzy,
                 });
             }
@@ -323,7 +362,7 @@ impl Lexicon {
         // "太过分了", "court" inside "take you to court"), and would clutter `terms`.
         let contained = |m: &LexMatch, by: &LexMatch| {
             by.category == m.category
-                && by.negated == m.negated
+                && by.is_live() == m.is_live()
                 && by.start <= m.start
                 && m.end <= by.end
                 && (by.end - by.start > m.end - m.start || by.term < m.term)
@@ -350,7 +389,7 @@ impl Lexicon {
     /// below; on the agent leg `grievance` and `repeat` are always false.
     pub fn cues(&self, leg: Leg, text: &str) -> Cues {
         let found = self.scan(leg, text);
-        let live = || found.iter().filter(|m| !m.negated);
+        let live = || found.iter().filter(|m| m.is_live());
         let grievance = live().any(|m| is_grievance_category(m.category));
         Cues {
             positive: !grievance && live().any(|m| m.category == LexCategory::Positive),
@@ -436,13 +475,13 @@ impl LexiconDetector {
     /// The signals in one transcript, in [`SignalKind`] order: kind = category, the
     /// transcript's leg and times, `at_ms = now_ms`, the matched words as said (`terms`) and
     /// the lexicon entries behind them (`lexicon_terms`), in order of appearance, and the
-    /// utterance as the only quote. Negated matches give nothing.
+    /// utterance as the only quote. Negated and reported matches give nothing.
     pub fn update(&mut self, t: &Transcript, now_ms: u64) -> Vec<Signal> {
         // Per kind: the words as said (evidence a supervisor reads) and the lexicon entries
         // that matched them (what someone tuning the lexicon needs).
         let mut found: BTreeMap<SignalKind, (Vec<String>, Vec<String>)> = BTreeMap::new();
         for m in self.lexicon.scan(t.leg, &t.text) {
-            if m.negated {
+            if !m.is_live() {
                 continue;
             }
             if let Some(kind) = m.category.signal_kind() {
@@ -828,34 +867,61 @@ struct Negators {
 }
 
 impl Negators {
+    /// The `[reported]` markers, each reaching a few words or characters on.
+    fn reported(set: &TermSet, text: &Analysed) -> Self {
+        let mut out = Negators::default();
+        out.add(
+            set,
+            &set.en,
+            &set.zh,
+            text,
+            (EN_REPORTED_WINDOW, ZH_REPORTED_WINDOW),
+        );
+        out
+    }
+
     fn find(set: &TermSet, text: &Analysed) -> Self {
         let mut out = Negators::default();
-        let lists = [
-            (&set.en, &set.zh, EN_NEGATION_WINDOW, ZH_NEGATION_WINDOW),
-            (&set.en_adjacent, &set.zh_adjacent, 1, 1),
-        ];
-        for (en, zh, en_window, zh_window) in lists {
-            for f in set.find_in(en, zh, text, false) {
-                match f.at {
-                    At::Token(first) => {
-                        // The end: the first token at or after the match end.
-                        let end = text.tokens[first..]
-                            .iter()
-                            .position(|t| t.start >= f.end)
-                            .map_or(text.tokens.len(), |p| first + p);
-                        out.en.push((end, en_window));
-                    }
-                    At::Compact(first) => {
-                        let end = text.compact[first..]
-                            .iter()
-                            .position(|c| c.orig >= f.end)
-                            .map_or(text.compact.len(), |p| first + p);
-                        out.zh.push((end, zh_window));
-                    }
+        out.add(
+            set,
+            &set.en,
+            &set.zh,
+            text,
+            (EN_NEGATION_WINDOW, ZH_NEGATION_WINDOW),
+        );
+        out.add(set, &set.en_adjacent, &set.zh_adjacent, text, (1, 1));
+        out
+    }
+
+    /// Adds where each of `set`'s terms in `en` / `zh` ends, reaching `windows` (English
+    /// words, Chinese characters) on.
+    fn add(
+        &mut self,
+        set: &TermSet,
+        en: &[EnTerm],
+        zh: &[ZhTerm],
+        text: &Analysed,
+        (en_window, zh_window): (usize, usize),
+    ) {
+        for f in set.find_in(en, zh, text, false) {
+            match f.at {
+                At::Token(first) => {
+                    // The end: the first token at or after the match end.
+                    let end = text.tokens[first..]
+                        .iter()
+                        .position(|t| t.start >= f.end)
+                        .map_or(text.tokens.len(), |p| first + p);
+                    self.en.push((end, en_window));
+                }
+                At::Compact(first) => {
+                    let end = text.compact[first..]
+                        .iter()
+                        .position(|c| c.orig >= f.end)
+                        .map_or(text.compact.len(), |p| first + p);
+                    self.zh.push((end, zh_window));
                 }
             }
         }
-        out
     }
 
     /// A negator cancels a match when it ends within its window before the match start, in
@@ -1315,12 +1381,12 @@ mod tests {
         }
     }
 
-    /// The signal categories found (not negated) on `leg`.
+    /// The signal categories found (neither negated nor reported) on `leg`.
     fn kinds(l: &Lexicon, leg: Leg, text: &str) -> Vec<SignalKind> {
         let mut v: Vec<SignalKind> = l
             .scan(leg, text)
             .into_iter()
-            .filter(|m| !m.negated)
+            .filter(LexMatch::is_live)
             .filter_map(|m| m.category.signal_kind())
             .collect();
         v.sort();
@@ -1719,6 +1785,53 @@ mod tests {
         l.set_sound_alike(false);
         assert!(!has(&l, "我要头诉你们", SignalKind::Complaint));
         assert!(has(&l, "我要投诉你们", SignalKind::Complaint));
+    }
+
+    #[test]
+    fn threats_said_of_someone_else_are_not_the_callers() {
+        let l = lex();
+        assert_not_kind(
+            &l,
+            SignalKind::ThreatRegulator,
+            &["The lady opposite reckons she'll report you to the ombudsman, but I'm happy."],
+        );
+        assert_not_kind(
+            &l,
+            SignalKind::ThreatSocial,
+            &[
+                "My husband wants to post it all over Facebook, I told him not to.",
+                "我老公说要去网上发帖，我说不用。",
+                "我同事让我给差评，我觉得没必要。",
+            ],
+        );
+        assert_not_kind(
+            &l,
+            SignalKind::ThreatMedia,
+            &["My neighbour threatened to go to the papers about the bins."],
+        );
+        // The caller's own threats, their lawyer's, and an "if he" condition stay threats.
+        assert_kind(
+            &l,
+            SignalKind::ThreatRegulator,
+            &["I'll report you to the ombudsman."],
+        );
+        assert_kind(
+            &l,
+            SignalKind::ThreatLegal,
+            &[
+                "My solicitor says we'll take you to court.",
+                "他要是不退钱，我就去法院起诉。",
+                "他要是不退钱我就去法院起诉。",
+            ],
+        );
+        // A marker in another clause leaves the caller's threat alone.
+        assert_kind(
+            &l,
+            SignalKind::ThreatMedia,
+            &["My wife said it's fine. I'm going to the papers anyway."],
+        );
+        let m = l.scan(Leg::Customer, "我老公说要去网上发帖。");
+        assert!(m.iter().any(|m| m.reported && !m.negated), "{m:?}");
     }
 
     #[test]
