@@ -186,6 +186,10 @@ pub struct Signal {
     /// Timing evidence for `interruption`, `dead_air` and `speaking_rate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timing: Option<TimingEvidence>,
+    /// For `complaint`: the customer lodges a complaint ("I want to make a formal
+    /// complaint", 我要投诉), rather than only voicing displeasure ("this is ridiculous").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub formal: bool,
 }
 
 impl Signal {
@@ -203,6 +207,7 @@ impl Signal {
             raised: None,
             count: None,
             timing: None,
+            formal: false,
         }
     }
 }

@@ -16,6 +16,9 @@
 //! - a strongly raised voice (`strong_voice_db` over the speaker's baseline, with its pitch
 //!   cue) weighs `strong_voice_weight`: one clear shout escalates alone; a raised voice
 //!   over words with a grievance marker ("it STILL hasn't come!") adds `grievance_bonus`;
+//! - a formal complaint (the customer lodges one: "I'd like to make a formal complaint", 我要
+//!   投诉) weighs `formal_complaint_weight`, so it prompts a supervisor on its own, while a
+//!   word of displeasure ("ridiculous", 太差了) weighs `weights.complaint`;
 //! - `agent_conduct` adds nothing: it becomes a QA flag with a coaching hint;
 //! - reaching `escalate_at` fires an alert; another alert for the call waits `cooldown_ms`
 //!   unless a reason family appears that no earlier alert had.
@@ -58,6 +61,10 @@ pub struct RiskConfig {
     pub strong_voice_db: f32,
     /// Points of such a shout (0 = no special weight).
     pub strong_voice_weight: f32,
+    /// Points of a formal complaint (the customer lodges one: "I want to make a formal
+    /// complaint", 我要投诉) instead of `weights.complaint`: the playbook flags 投诉 for a
+    /// supervisor at once (0 = no special weight).
+    pub formal_complaint_weight: f32,
     /// Points added when a raised voice is over words with a grievance marker (still, again,
     /// 还没, 又), counted once like `combo_bonus`, the larger of the two applying.
     pub grievance_bonus: f32,
@@ -86,6 +93,7 @@ impl Default for RiskConfig {
             positive_discount: 0.3,
             strong_voice_db: 10.0,
             strong_voice_weight: 65.0,
+            formal_complaint_weight: 60.0,
             grievance_bonus: 30.0,
             grievance_voice_db: 8.0,
             cooldown_ms: 300_000,
@@ -197,9 +205,12 @@ impl RiskConfig {
         }
         if !(0.0..=100.0).contains(&self.strong_voice_weight)
             || !(0.0..=100.0).contains(&self.grievance_bonus)
+            || !(0.0..=100.0).contains(&self.formal_complaint_weight)
         {
             return Err(
-                "risk.strong_voice_weight and risk.grievance_bonus must be within 0..100".into(),
+                "risk.strong_voice_weight, risk.formal_complaint_weight and risk.grievance_bonus \
+                 must be within 0..100"
+                    .into(),
             );
         }
         if !(3.0..=40.0).contains(&self.strong_voice_db)
@@ -524,6 +535,9 @@ impl RiskEngine {
         let mut w = self.cfg.weights.of(s.kind);
         if self.is_shout(s) {
             w = w.max(self.cfg.strong_voice_weight);
+        }
+        if s.kind == SignalKind::Complaint && s.formal {
+            w = w.max(self.cfg.formal_complaint_weight);
         }
         if s.kind == SignalKind::RaisedVoice && self.overlaps_positive(s) && !self.has_words_near(s)
         {
@@ -984,6 +998,22 @@ mod tests {
         );
         assert!(alerts.is_empty());
         assert_eq!(e.level(), Level::Calm);
+    }
+
+    #[test]
+    fn a_formal_complaint_prompts_alone() {
+        let mut formal = sig(SignalKind::Complaint, 5000);
+        formal.formal = true;
+        let alerts = alerts_for(vec![(5000, RiskInput::Signal(formal.clone()))]);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].reasons[0].kind, SignalKind::Complaint);
+        // Off: a formal complaint is one more complaint word.
+        let off = RiskConfig {
+            formal_complaint_weight: 0.0,
+            ..cfg()
+        };
+        let mut e = RiskEngine::new("c", &off);
+        assert!(run(&mut e, vec![(5000, RiskInput::Signal(formal))]).is_empty());
     }
 
     #[test]

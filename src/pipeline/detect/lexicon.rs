@@ -38,7 +38,7 @@ const KEYS: &str = "en, zh, en_except or zh_except";
 const NEGATION_KEYS: &str = "en, zh, en_adjacent, zh_adjacent, en_except or zh_except";
 const CATEGORY_NAMES: &str = "complaint, threat_media, threat_social, threat_legal, \
     threat_regulator, churn, escalation_request, agent_conduct, negation, positive, grievance, \
-    recording, repeat, reported";
+    recording, repeat, reported, formal_complaint";
 
 /// Most words an English `..` skips: enough for "speak to [someone like your] manager",
 /// few enough that the two ends still belong to one phrase.
@@ -122,11 +122,15 @@ pub enum LexCategory {
     /// The customer says they have raised this before (third time, I was told last time,
     /// 又, 上次): a grievance restated, whatever its words.
     Repeat,
+    /// The customer lodges a complaint ("I want to make a formal complaint", 我要投诉): a
+    /// `complaint` signal marked `formal`, which the risk engine weighs as a request for
+    /// action rather than a word of displeasure.
+    FormalComplaint,
 }
 
 impl LexCategory {
     /// Every category a lexicon file may hold, besides `negation`.
-    pub const ALL: [LexCategory; 12] = [
+    pub const ALL: [LexCategory; 13] = [
         LexCategory::Signal(SignalKind::Complaint),
         LexCategory::Signal(SignalKind::ThreatMedia),
         LexCategory::Signal(SignalKind::ThreatSocial),
@@ -139,6 +143,7 @@ impl LexCategory {
         LexCategory::Grievance,
         LexCategory::Recording,
         LexCategory::Repeat,
+        LexCategory::FormalComplaint,
     ];
 
     /// The table name in the lexicon file.
@@ -149,6 +154,7 @@ impl LexCategory {
             LexCategory::Grievance => "grievance",
             LexCategory::Recording => "recording",
             LexCategory::Repeat => "repeat",
+            LexCategory::FormalComplaint => "formal_complaint",
         }
     }
 
@@ -160,6 +166,7 @@ impl LexCategory {
     pub fn signal_kind(self) -> Option<SignalKind> {
         match self {
             LexCategory::Signal(kind) => Some(kind),
+            LexCategory::FormalComplaint => Some(SignalKind::Complaint),
             _ => None,
         }
     }
@@ -186,6 +193,7 @@ impl LexCategory {
         match (self, leg) {
             (LexCategory::Signal(kind), Leg::Customer) => kind.is_customer_side(),
             (LexCategory::Signal(kind), Leg::Agent) => !kind.is_customer_side(),
+            (LexCategory::FormalComplaint, Leg::Agent) => false,
             _ => true,
         }
     }
@@ -358,14 +366,43 @@ impl Lexicon {
                 });
             }
         }
-        // A match inside a longer one of the same category adds nothing ("过分" inside
-        // "太过分了", "court" inside "take you to court"), and would clutter `terms`.
+        // A match inside a negated or reported one of the same category is negated with it:
+        // "I won't be leaving you a bad review" (the negator reaches "leaving", three words
+        // short of "bad review").
+        // So is the weaker complaint word inside a negated formal complaint (我没什么要投诉的).
+        let cancelled: Vec<(LexCategory, usize, usize, bool, bool)> = out
+            .iter()
+            .filter(|m| !m.is_live())
+            .map(|m| (m.category, m.start, m.end, m.negated, m.reported))
+            .collect();
+        let related = |a: LexCategory, b: LexCategory| {
+            a == b || (a.signal_kind().is_some() && a.signal_kind() == b.signal_kind())
+        };
+        for m in &mut out {
+            for &(category, start, end, negated, reported) in &cancelled {
+                if related(category, m.category) && start <= m.start && m.end <= end {
+                    m.negated |= negated;
+                    m.reported |= reported;
+                }
+            }
+        }
+        // A match inside a longer one of the same category, or of one that gives the same
+        // signal, adds nothing ("过分" inside "太过分了", "court" inside "take you to court",
+        // "complain" inside the formal "want to complain"), and would clutter `terms`. Of two
+        // with the same span, the formal complaint is kept (it carries the `formal` mark).
         let contained = |m: &LexMatch, by: &LexMatch| {
-            by.category == m.category
+            let longer = by.end - by.start > m.end - m.start;
+            let tie = by.end - by.start == m.end - m.start;
+            let preferred = if by.category == m.category {
+                by.term < m.term
+            } else {
+                by.category == LexCategory::FormalComplaint
+            };
+            related(by.category, m.category)
                 && by.is_live() == m.is_live()
                 && by.start <= m.start
                 && m.end <= by.end
-                && (by.end - by.start > m.end - m.start || by.term < m.term)
+                && (longer || (tie && preferred))
         };
         let keep: Vec<bool> = out
             .iter()
@@ -441,7 +478,7 @@ fn is_grievance_category(c: LexCategory) -> bool {
     match c {
         LexCategory::Signal(kind) => kind.is_customer_side(),
         // Saying a problem was raised before is itself a grievance.
-        LexCategory::Grievance | LexCategory::Repeat => true,
+        LexCategory::Grievance | LexCategory::Repeat | LexCategory::FormalComplaint => true,
         LexCategory::Positive | LexCategory::Recording => false,
     }
 }
@@ -480,10 +517,12 @@ impl LexiconDetector {
         // Per kind: the words as said (evidence a supervisor reads) and the lexicon entries
         // that matched them (what someone tuning the lexicon needs).
         let mut found: BTreeMap<SignalKind, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        let mut formal = false;
         for m in self.lexicon.scan(t.leg, &t.text) {
             if !m.is_live() {
                 continue;
             }
+            formal |= m.category == LexCategory::FormalComplaint;
             if let Some(kind) = m.category.signal_kind() {
                 let (said, entries) = found.entry(kind).or_default();
                 let words: String = t.text.chars().skip(m.start).take(m.end - m.start).collect();
@@ -500,6 +539,7 @@ impl LexiconDetector {
             .into_iter()
             .map(|(kind, (said, entries))| {
                 let mut s = Signal::new(kind, t.leg, t.start_ms, t.end_ms, now_ms);
+                s.formal = formal && kind == SignalKind::Complaint;
                 s.terms = said;
                 s.lexicon_terms = entries;
                 s.quotes = vec![Quote {
@@ -1372,6 +1412,7 @@ fn same_sound(have: char, want: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::event::test_line;
 
     fn lex() -> Lexicon {
         let lexicon = Lexicon::parse(BUILTIN_TEXT, Path::new("config/lexicon.toml"));
@@ -1549,7 +1590,7 @@ mod tests {
                 "I'm switching to another provider",
                 "I'll take my business elsewhere",
                 "我再也不买了",
-                "我要退订",
+                "我要退订这个套餐",
                 "我要销户",
                 "我换一家",
                 "不用你们了",
@@ -1750,7 +1791,7 @@ mod tests {
             let m = l.scan(Leg::Customer, text);
             let hit = m
                 .iter()
-                .find(|m| m.category == LexCategory::Signal(kind))
+                .find(|m| m.category.signal_kind() == Some(kind))
                 .unwrap_or_else(|| panic!("{text}: {m:?}"));
             assert!(hit.fuzzy && !hit.negated, "{text}: {hit:?}");
         }
@@ -1767,7 +1808,7 @@ mod tests {
             SignalKind::ThreatRegulator,
             &[
                 "I'm going straight to off com",
-                "to the Ombuds man",
+                "I'm going to the Ombuds man",
                 "call trading standard",
             ],
         );
@@ -1785,6 +1826,76 @@ mod tests {
         l.set_sound_alike(false);
         assert!(!has(&l, "我要头诉你们", SignalKind::Complaint));
         assert!(has(&l, "我要投诉你们", SignalKind::Complaint));
+    }
+
+    #[test]
+    fn a_regulator_named_is_no_threat_without_a_construction() {
+        let l = lex();
+        assert_not_kind(
+            &l,
+            SignalKind::ThreatRegulator,
+            &[
+                "Hello, I'm calling from the ombudsman's office, we'd like to order some paper.",
+                "I work for Trading Standards, so I know how busy you are.",
+                "请问一下，盒子侧面印的12315是你们家的客服号码吗？",
+                "我在市场监督管理局上班，想订一批办公用品。",
+            ],
+        );
+        assert_kind(
+            &l,
+            SignalKind::ThreatRegulator,
+            &[
+                "I'll report you to the ombudsman.",
+                "Trading Standards will be hearing about this.",
+                "I'm taking this straight to Ofcom.",
+                "我要打12315投诉你们。",
+                "我去市场监管局举报你们。",
+                "12315投诉你们去。",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_formal_complaint_is_marked_and_negation_reaches_inside_it() {
+        let l = Arc::new(lex());
+        let mut d = LexiconDetector::new(Arc::clone(&l));
+        let formal = |d: &mut LexiconDetector, text: &str| {
+            d.update(&test_line(Leg::Customer, 0, 2000, text, ""), 2000)
+                .into_iter()
+                .find(|s| s.kind == SignalKind::Complaint)
+                .map(|s| s.formal)
+        };
+        assert_eq!(
+            formal(&mut d, "I'd like to make a formal complaint about this."),
+            Some(true)
+        );
+        assert_eq!(formal(&mut d, "我要投诉你们的前台！"), Some(true));
+        assert_eq!(formal(&mut d, "This is ridiculous."), Some(false));
+        // The weaker 投诉 inside a negated 要投诉 goes with it; "leaving" carries the negator
+        // to "bad review".
+        assert_eq!(formal(&mut d, "我没什么要投诉的，东西挺好用的。"), None);
+        assert_not_kind(
+            &l,
+            SignalKind::ThreatSocial,
+            &["That's all right, I won't be leaving you a bad review or anything."],
+        );
+        // 曝光 needs to be aimed at someone; 不用 alone is "no longer need to".
+        assert_not_kind(
+            &l,
+            SignalKind::ThreatMedia,
+            &["曝光补偿怎么调？长曝光要用三脚架吗？"],
+        );
+        assert_kind(
+            &l,
+            SignalKind::ThreatMedia,
+            &["我要曝光你们！", "这件事我一定把它曝光出去。"],
+        );
+        assert_not_kind(
+            &l,
+            SignalKind::Churn,
+            &["那太好了，以后再也不用跑营业厅排队了。"],
+        );
+        assert_kind(&l, SignalKind::Churn, &["以后再也不用你们家的东西了。"]);
     }
 
     #[test]
@@ -1979,14 +2090,14 @@ mod tests {
         let m = l.scan(Leg::Customer, text);
         let hit = m
             .iter()
-            .find(|m| m.term == "投诉")
+            .find(|m| m.term.starts_with("投诉你们"))
             .unwrap_or_else(|| panic!("{m:?}"));
         let quoted: String = text
             .chars()
             .skip(hit.start)
             .take(hit.end - hit.start)
             .collect();
-        assert_eq!(quoted, "投訴");
+        assert_eq!(quoted, "投訴你們");
         let text = "Well, I don’t care. I WANT TO SPEAK TO YOUR MANAGER";
         let m = l.scan(Leg::Customer, text);
         let hit = m
@@ -2088,8 +2199,20 @@ mod tests {
         );
         let complaint = &signals[0];
         // The words as said, and the lexicon entries behind them.
-        assert_eq!(complaint.terms, vec!["complain", "unacceptable"]);
-        assert_eq!(complaint.lexicon_terms, vec!["complain*", "unacceptable"]);
+        // "complain" inside the formal "want to complain" is not listed twice.
+        assert_eq!(
+            complaint.terms,
+            vec!["want to complain", "unacceptable", "complain"]
+        );
+        assert_eq!(
+            complaint.lexicon_terms,
+            vec![
+                "want|like|going|need to complain",
+                "unacceptable",
+                "complain*"
+            ]
+        );
+        assert!(complaint.formal);
         assert_eq!(
             (
                 complaint.leg,

@@ -397,14 +397,10 @@ struct Said {
 
 /// Whether two utterances share a content word: an English word, a Chinese bigram, or two
 /// Chinese characters. One character in common is too little (后 in 前后 and in 后四位), and
-/// Chinese digits are no topic at all: a card number and a phone number share several.
+/// Chinese digits are no topic at all (they are not content tokens).
 fn shares_a_word(a: &BTreeSet<String>, b: &BTreeSet<String>) -> bool {
-    const ZH_DIGITS: &str = "零〇一二三四五六七八九十两幺";
     let mut chars = 0;
     for k in a.intersection(b) {
-        if k.chars().all(|c| ZH_DIGITS.contains(c)) {
-            continue;
-        }
         if k.chars().count() == 1 && k.chars().all(is_cjk) {
             chars += 1;
         } else {
@@ -455,6 +451,11 @@ const ZH_STOP_WORDS: &str = "\
 /// Function characters (的了吗呢吧啊, pronouns, 是在有 and their kin), removed: they are in
 /// every sentence, so sharing them says nothing.
 const ZH_STOP_CHARS: &str = "的了吗呢吧啊呀哦嗯哎唉啦嘛我你您他她它们是在有就都也还又再很太真这那个么啥把被给让对和跟第次不没要想能会请帮";
+
+/// Chinese digits, removed too: read out one by one they are phone, card and order numbers,
+/// and a caller saying their order number again (a bad line, a check) is not a grievance
+/// said again.
+const ZH_DIGITS: &str = "零〇一二三四五六七八九十两幺";
 
 /// The content tokens of an utterance, clause by clause: each (key, surface), distinct by
 /// key within the clause, in order. Clauses without content are left out.
@@ -534,7 +535,7 @@ fn cjk_tokens(run: &mut Vec<char>, out: &mut Vec<(String, String)>) {
             }
             None => {
                 let c = run[i];
-                kept.push((!ZH_STOP_CHARS.contains(c)).then_some(c));
+                kept.push((!ZH_STOP_CHARS.contains(c) && !ZH_DIGITS.contains(c)).then_some(c));
                 i += 1;
             }
         }
