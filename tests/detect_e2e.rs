@@ -176,6 +176,60 @@ fn assert_eval_clean(args: &[&str]) {
     );
 }
 
+/// Issue 14, class 5: an outcome must not depend on the sample of the line's noise. Another
+/// sample of each channel's own hiss leaves a raised-voice call caught; a line buried under
+/// -10 dBFS noise is no longer heard, and `--max-flips` says so.
+#[test]
+fn eval_reruns_calls_under_other_samples_of_line_noise() {
+    let r = run(&[
+        "eval",
+        "tests/scenarios",
+        "--text",
+        "--only",
+        "en-raised-complaint",
+        "--noise-seeds",
+        "2",
+        "--noise-over-floor",
+        "--noise-db",
+        "0",
+        "--max-flips",
+        "0",
+    ]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(
+            "at 0 dB over each channel's own floor: 1 of 1 call(s) kept their outcome, 0 flipped"
+        ),
+        "{}",
+        r.stdout
+    );
+    let r = run(&[
+        "eval",
+        "tests/scenarios",
+        "--text",
+        "--only",
+        "en-raised-complaint",
+        "--noise-seeds",
+        "2",
+        "--noise-db",
+        "-10",
+        "--max-flips",
+        "0",
+    ]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("at -10 dBFS: 0 of 1"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("en-raised-complaint: caught,"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("flipped with the noise sample"),
+        "{}",
+        r.stderr
+    );
+}
+
 /// Evaluation scenarios in tests/scenarios/audio, and how many of them escalate.
 fn scenario_counts() -> (usize, usize) {
     let dir = fixture("refund-call.wav").parent().unwrap().to_owned();

@@ -637,10 +637,30 @@ pub struct EvalOptions<'a> {
     pub noise: Option<(u64, f32)>,
     /// Keep the call's events in readable form ([`CaseResult::explained`]).
     pub explain: bool,
+    /// `noise`'s level is a factor over each channel's own floor ([`noise_floor`]), not an
+    /// absolute RMS.
+    pub noise_over_floor: bool,
 }
 
 /// Adds seeded white noise of RMS `level` (fraction of full scale) to every channel: another
 /// sample of the line noise a call might have had. The same seed gives the same noise.
+/// A channel's noise floor: the RMS of the 10 ms frame at the quietest 5 % (the line's hiss
+/// between words; a call is silent far more often than that), at least -90 dBFS so that
+/// digital silence still gets some noise.
+pub fn noise_floor(samples: &[f32], sample_rate: u32) -> f32 {
+    let frame = (sample_rate as usize / 100).max(1);
+    let mut rms: Vec<f32> = samples
+        .chunks_exact(frame)
+        .map(|f| (f.iter().map(|x| x * x).sum::<f32>() / frame as f32).sqrt())
+        .collect();
+    if rms.is_empty() {
+        return 10f32.powf(-90.0 / 20.0);
+    }
+    let quiet = rms.len() / 20;
+    let (_, floor, _) = rms.select_nth_unstable_by(quiet, f32::total_cmp);
+    floor.max(10f32.powf(-90.0 / 20.0))
+}
+
 pub fn add_noise(channels: &mut [Vec<f32>], seed: u64, level: f32) {
     // A uniform variable on [-1, 1] has an RMS of 1/sqrt(3).
     let amp = level * 3f32.sqrt();
@@ -754,7 +774,19 @@ fn analyse_case(
     };
     let mut audio = read_wav(&case.wav).map_err(|e| e.to_string())?;
     if let Some((seed, level)) = opts.noise {
-        add_noise(&mut audio.channels, seed, level);
+        if opts.noise_over_floor {
+            let rate = audio.sample_rate;
+            for (c, samples) in audio.channels.iter_mut().enumerate() {
+                let level = level * noise_floor(samples, rate);
+                add_noise(
+                    std::slice::from_mut(samples),
+                    seed.wrapping_add(c as u64),
+                    level,
+                );
+            }
+        } else {
+            add_noise(&mut audio.channels, seed, level);
+        }
     }
     let swapped;
     let cfg = match case.expect.legs {
@@ -1147,6 +1179,7 @@ pub(super) fn run(args: EvalArgs) -> anyhow::Result<()> {
         lang: args.pipeline.lang,
         noise: None,
         explain: args.explain,
+        noise_over_floor: args.noise_over_floor,
     };
     println!(
         "callguard eval {}: {} scenario(s), words from {}{}",
@@ -1195,9 +1228,14 @@ pub(super) fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
         let share = flipped.len() as f64 * 100.0 / cases.len() as f64;
         println!(
-            "\nunder {} more sample(s) of added line noise at {} dBFS: {} of {} call(s) kept their outcome, {} flipped ({share:.1}%){}",
+            "\nunder {} more sample(s) of added line noise at {} {}: {} of {} call(s) kept their outcome, {} flipped ({share:.1}%){}",
             args.noise_seeds,
             args.noise_db,
+            if args.noise_over_floor {
+                "dB over each channel's own floor"
+            } else {
+                "dBFS"
+            },
             cases.len() - flipped.len(),
             cases.len(),
             flipped.len(),
@@ -1411,6 +1449,25 @@ mod tests {
             let mean = ch.iter().sum::<f32>() / ch.len() as f32;
             assert!(mean.abs() < level / 10.0, "{mean}");
         }
+    }
+
+    #[test]
+    fn the_noise_floor_is_the_hiss_between_words() {
+        // 8 kHz: one second of hiss at -70 dBFS, then speech-like tone at -20 dBFS for nine.
+        let mut x = vec![vec![0.0f32; 8000]];
+        add_noise(&mut x, 3, 10f32.powf(-70.0 / 20.0));
+        let mut samples = x.remove(0);
+        let mut tone = vec![vec![0.0f32; 72_000]];
+        add_noise(&mut tone, 4, 10f32.powf(-70.0 / 20.0));
+        for (i, s) in tone[0].iter_mut().enumerate() {
+            *s += 0.1 * (i as f32 * 0.3).sin() * std::f32::consts::SQRT_2;
+        }
+        samples.extend_from_slice(&tone[0]);
+        let floor_db = 20.0 * noise_floor(&samples, 8000).log10();
+        assert!((floor_db + 70.0).abs() < 2.0, "{floor_db}");
+        // Digital silence still gets a floor.
+        let silence = 20.0 * noise_floor(&vec![0.0; 8000], 8000).log10();
+        assert!((silence + 90.0).abs() < 0.1, "{silence}");
     }
 
     #[test]

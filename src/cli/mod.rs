@@ -319,9 +319,15 @@ pub struct EvalArgs {
     /// noise (seeded, repeatable), and report the calls whose outcome depends on the sample.
     #[arg(long, default_value_t = 0)]
     pub noise_seeds: u32,
-    /// Level of that added noise, in dBFS (RMS).
+    /// Level of that added noise, in dBFS (RMS); with --noise-over-floor, in dB over each
+    /// channel's own noise floor.
     #[arg(long, default_value_t = -50.0, allow_hyphen_values = true)]
     pub noise_db: f32,
+    /// Take --noise-db relative to each channel's own noise floor (the RMS of its 10 ms
+    /// frames at the quietest 5 %): 0 adds another sample of the line's own hiss, 10 a line 10 dB
+    /// noisier. A fixed dBFS level is far noisier on a quiet line than on a hot one.
+    #[arg(long)]
+    pub noise_over_floor: bool,
     /// With --noise-seeds: fail when more than this share (%) of the calls flips.
     #[arg(long)]
     pub max_flips: Option<f64>,
