@@ -181,20 +181,22 @@ fn assert_eval_clean(args: &[&str]) {
 /// -10 dBFS noise is no longer heard, and `--max-flips` says so.
 #[test]
 fn eval_reruns_calls_under_other_samples_of_line_noise() {
-    let r = run(&[
-        "eval",
-        "tests/scenarios",
-        "--text",
-        "--only",
-        "en-raised-complaint",
-        "--noise-seeds",
-        "2",
-        "--noise-over-floor",
-        "--noise-db",
-        "0",
-        "--max-flips",
-        "0",
-    ]);
+    let noisy = |noise: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "tests/scenarios",
+            "--text",
+            "--only",
+            "en-raised-complaint",
+            "--noise-seeds",
+            "2",
+            "--max-flips",
+            "0",
+        ];
+        args.extend_from_slice(noise);
+        run(&args)
+    };
+    let r = noisy(&["--noise-over-floor", "--noise-db", "0"]);
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stdout.contains(
@@ -203,19 +205,7 @@ fn eval_reruns_calls_under_other_samples_of_line_noise() {
         "{}",
         r.stdout
     );
-    let r = run(&[
-        "eval",
-        "tests/scenarios",
-        "--text",
-        "--only",
-        "en-raised-complaint",
-        "--noise-seeds",
-        "2",
-        "--noise-db",
-        "-10",
-        "--max-flips",
-        "0",
-    ]);
+    let r = noisy(&["--noise-db", "-10"]);
     assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("at -10 dBFS: 0 of 1"), "{}", r.stdout);
     assert!(

@@ -897,6 +897,22 @@ mod tests {
         assert_eq!(stem("missed"), "miss");
     }
 
+    /// Customer turns (text, complaint-bearing, restated) five seconds apart, each judged
+    /// three seconds after it starts: what each one fired.
+    fn feed_marked(d: &mut RepetitionDetector, turns: &[(&str, bool, bool)]) -> Vec<Vec<Signal>> {
+        let mut fired = Vec::new();
+        for (i, &(text, bearing, restated)) in turns.iter().enumerate() {
+            let start = i as u64 * 5000;
+            fired.push(d.update(
+                &t(Leg::Customer, start, text),
+                bearing,
+                restated,
+                start + 3000,
+            ));
+        }
+        fired
+    }
+
     #[test]
     fn a_complaint_after_a_restatement_is_the_same_problem_again() {
         let mut d = RepetitionDetector::new(&RepetitionConfig::default());
@@ -920,16 +936,7 @@ mod tests {
                 false,
             ),
         ];
-        let mut fired = Vec::new();
-        for (i, (text, bearing, restated)) in turns.into_iter().enumerate() {
-            let start = i as u64 * 5000;
-            fired.push(d.update(
-                &t(Leg::Customer, start, text),
-                bearing,
-                restated,
-                start + 3000,
-            ));
-        }
+        let fired = feed_marked(&mut d, &turns);
         assert!(fired[..2].iter().all(Vec::is_empty), "{fired:?}");
         assert_eq!(fired[2].len(), 1, "{fired:?}");
         assert_eq!(fired[2][0].count, Some(3));
@@ -984,16 +991,7 @@ mod tests {
                 true,
             ),
         ];
-        let mut fired = Vec::new();
-        for (i, (text, bearing, restated)) in turns.into_iter().enumerate() {
-            let start = i as u64 * 5000;
-            fired.push(d.update(
-                &t(Leg::Customer, start, text),
-                bearing,
-                restated,
-                start + 3000,
-            ));
-        }
+        let fired = feed_marked(&mut d, &turns);
         assert!(fired[..3].iter().all(Vec::is_empty), "{fired:?}");
         let s = &fired[3];
         assert_eq!(s.len(), 1, "{fired:?}");
