@@ -648,17 +648,19 @@ pub struct EvalOptions<'a> {
 /// between words; a call is silent far more often than that), at least -90 dBFS so that
 /// digital silence still gets some noise.
 pub fn noise_floor(samples: &[f32], sample_rate: u32) -> f32 {
+    const LOWEST: f32 = 3.162_277_7e-5; // -90 dBFS
+
     let frame = (sample_rate as usize / 100).max(1);
     let mut rms: Vec<f32> = samples
         .chunks_exact(frame)
         .map(|f| (f.iter().map(|x| x * x).sum::<f32>() / frame as f32).sqrt())
         .collect();
     if rms.is_empty() {
-        return 10f32.powf(-90.0 / 20.0);
+        return LOWEST;
     }
     let quiet = rms.len() / 20;
     let (_, floor, _) = rms.select_nth_unstable_by(quiet, f32::total_cmp);
-    floor.max(10f32.powf(-90.0 / 20.0))
+    floor.max(LOWEST)
 }
 
 pub fn add_noise(channels: &mut [Vec<f32>], seed: u64, level: f32) {

@@ -911,27 +911,20 @@ struct Negators {
 impl Negators {
     /// The `[reported]` markers, each reaching a few words or characters on.
     fn reported(set: &TermSet, text: &Analysed) -> Self {
-        let mut out = Negators::default();
-        out.add(
-            set,
-            &set.en,
-            &set.zh,
-            text,
-            (EN_REPORTED_WINDOW, ZH_REPORTED_WINDOW),
-        );
+        Self::reaching(set, text, (EN_REPORTED_WINDOW, ZH_REPORTED_WINDOW))
+    }
+
+    /// The negators: the main lists, then the adjacent ones that reach one word on.
+    fn find(set: &TermSet, text: &Analysed) -> Self {
+        let mut out = Self::reaching(set, text, (EN_NEGATION_WINDOW, ZH_NEGATION_WINDOW));
+        out.add(set, &set.en_adjacent, &set.zh_adjacent, text, (1, 1));
         out
     }
 
-    fn find(set: &TermSet, text: &Analysed) -> Self {
+    /// `set`'s main lists (`en`, `zh`), each match reaching `windows` on.
+    fn reaching(set: &TermSet, text: &Analysed, windows: (usize, usize)) -> Self {
         let mut out = Negators::default();
-        out.add(
-            set,
-            &set.en,
-            &set.zh,
-            text,
-            (EN_NEGATION_WINDOW, ZH_NEGATION_WINDOW),
-        );
-        out.add(set, &set.en_adjacent, &set.zh_adjacent, text, (1, 1));
+        out.add(set, &set.en, &set.zh, text, windows);
         out
     }
 
